@@ -1,0 +1,94 @@
+"""What a save folder holds: runs (read from run.json, never from checkpoints) and loose
+``.pth`` files. Shared by ``kfold ls`` and the app's overview."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import RunError
+from engine.run import RUN_JSON, RunFolder, lock_holder
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    path: Path
+    name: str
+    model: str
+    status: str  # as in run.json, but a "running" run whose process died reads "stale"
+    folds_done: int
+    k_folds: int
+    epochs: int
+    cv_mean: float | None
+    cv_std: float | None
+    created: str
+    live_pid: int | None
+    settings: dict[str, Any]
+    error: str | None = None
+
+    @property
+    def resumable(self) -> bool:
+        return self.status in ("interrupted", "stale", "failed")
+
+
+def read_run_entry(path: Path) -> RunEntry:
+    folder = RunFolder(path)
+    try:
+        m = folder.read_manifest()
+    except RunError as exc:
+        return RunEntry(
+            path, path.name, "?", "unreadable", 0, 0, 0, None, None, "", None, {}, error=str(exc)
+        )
+    cfg = m.get("config", {})
+    folds = m.get("folds", [])
+    done = sum(1 for f in folds if f.get("status") in ("finished", "early_stopped"))
+    summary = m.get("summary") or {}
+    losses = [
+        f["best_val_loss"]
+        for f in folds
+        if f.get("best_val_loss") is not None and f.get("status") in ("finished", "early_stopped")
+    ]
+    cv_mean = summary.get("cv_mean")
+    if cv_mean is None and losses:
+        cv_mean = sum(losses) / len(losses)
+    live = lock_holder(path)
+    status = m.get("status", "?")
+    if status == "running" and live is None:
+        status = "stale"
+    keys = ("hidden_size", "num_layers", "nhead", "batch_size", "lr", "epochs", "seed")
+    return RunEntry(
+        path=path,
+        name=m.get("name", path.name),
+        model=cfg.get("model", "?"),
+        status=status,
+        folds_done=done,
+        k_folds=len(folds),
+        epochs=int(cfg.get("epochs", 0)),
+        cv_mean=cv_mean,
+        cv_std=summary.get("cv_std"),
+        created=m.get("created", ""),
+        live_pid=live,
+        settings={k: cfg.get(k) for k in keys},
+        error=m.get("error"),
+    )
+
+
+def list_runs(save_dir: Path | str) -> list[RunEntry]:
+    root = Path(save_dir)
+    if not root.is_dir():
+        return []
+    runs = [read_run_entry(p) for p in sorted(root.iterdir()) if (p / RUN_JSON).is_file()]
+    return sorted(runs, key=lambda r: r.created, reverse=True)
+
+
+def loose_checkpoints(save_dir: Path | str) -> list[Path]:
+    root = Path(save_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("*.pth") if p.is_file())
+
+
+def file_date(path: Path) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))

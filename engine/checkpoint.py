@@ -1,0 +1,222 @@
+"""Atomic file writes, checkpoint payloads, safe loading and inspection.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads
+with ``torch.load(path, weights_only=True)``: loading never unpickles arbitrary objects.
+Both kinds hold ``model_state``, ``config``, ``fold``, ``epoch`` and ``val_loss``; ``last_``
+adds what an exact resume needs (see ``engine.fit``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from engine.errors import CheckpointError
+
+FORMAT_VERSION = 1
+
+# Checkpoint keys, shared by the writer (fit), the loader (resume, eval) and inspect.
+K_FORMAT = "format_version"
+K_KIND = "kind"
+K_MODEL = "model"
+K_MODEL_STATE = "model_state"
+K_CONFIG = "config"
+K_FOLD = "fold"
+K_EPOCH = "epoch"
+K_VAL_LOSS = "val_loss"
+K_DATA = "data"  # n_features, n_targets, input_columns, label_columns
+K_OPTIMIZER = "optimizer_state"
+K_RNG = "rng"
+K_PROGRESS = "progress"
+
+TMP_MARK = ".tmp-"
+
+# Fault-injection hook for the kill tests: pause inside the write of files whose name
+# contains KFOLD_TEST_WRITE_DELAY_MATCH, so that a SIGKILL can land mid-write.
+_DELAY_ENV = "KFOLD_TEST_WRITE_DELAY"
+_DELAY_MATCH_ENV = "KFOLD_TEST_WRITE_DELAY_MATCH"
+
+
+def checkpoint_name(kind: str, model: str, fold: int) -> str:
+    """The seed's naming: ``best_<model>_fold_<k>.pth`` (k counts from 1)."""
+    return f"{kind}_{model}_fold_{fold}.pth"
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write via a temp file in the same folder, fsync, then ``os.replace``.
+
+    A kill at any instant leaves the old file or the new one, never a torn one; a
+    leftover temp file is named ``.<name>.tmp-*`` and removed by ``remove_temp_files``.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "xb") as fh:
+            write(fh)
+            _maybe_pause(path.name)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    removed = []
+    for p in Path(folder).glob(f".*{TMP_MARK}*"):
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; some filesystems refuse a directory fsync.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _maybe_pause(name: str) -> None:
+    delay = os.environ.get(_DELAY_ENV)
+    if delay and os.environ.get(_DELAY_MATCH_ENV, "") in name:
+        time.sleep(float(delay))
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    atomic_write(path, lambda fh: torch.save(payload, fh))
+
+
+def load_checkpoint(path: Path | str) -> Any:
+    """``torch.load(weights_only=True)`` with every failure turned into one line."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes); it holds no checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad files; all mean "unreadable"
+        with open(path, "rb") as fh:
+            is_zip = fh.read(4) == b"PK\x03\x04"
+        raise CheckpointError(f"{path}: {_explain_load_error(exc, is_zip)}") from None
+
+
+def _explain_load_error(exc: Exception, is_zip: bool) -> str:
+    text = " ".join(str(exc).split())
+    found = re.search(r"GLOBAL (\S+)", text) or re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return (
+            f"refused: it asks to import {found.group(1).rstrip('.')}, which could run code "
+            "if unpickled; nothing in it was run (load it elsewhere only if you trust it)"
+        )
+    if "Weights only load failed" in text and not is_zip:
+        return "not a PyTorch checkpoint (unknown or damaged bytes)"
+    if is_zip or "central directory" in text or "zip archive" in text:
+        return "truncated or corrupt PyTorch file; use another checkpoint (e.g. last_ or best_)"
+    if isinstance(exc, EOFError):
+        return "truncated (ended early); use another checkpoint"
+    if "invalid load key" in text:
+        return "not a PyTorch checkpoint (unknown format)"
+    first = text.split(". ")[0][:160]
+    return f"not a readable PyTorch checkpoint ({type(exc).__name__}: {first})"
+
+
+def require_training_checkpoint(obj: Any, path: Path) -> dict[str, Any]:
+    """The dict of one of our checkpoints, or a one-line error saying what it is instead."""
+    if not isinstance(obj, dict) or K_MODEL_STATE not in obj or K_CONFIG not in obj:
+        kind = classify(obj)
+        raise CheckpointError(f"{path}: a {kind}, not a kfold checkpoint; it cannot be used here")
+    return obj
+
+
+def classify(obj: Any) -> str:
+    if isinstance(obj, dict):
+        if K_MODEL_STATE in obj and K_CONFIG in obj:
+            return str(obj.get(K_KIND) or ("last" if K_OPTIMIZER in obj else "best"))
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return "plain state_dict"
+        if isinstance(obj.get("state_dict"), dict) or isinstance(obj.get("model"), dict):
+            return "foreign training checkpoint"
+    if isinstance(obj, torch.Tensor):
+        return "single tensor"
+    return f"other ({type(obj).__name__})"
+
+
+def _tensor_dict(obj: Any) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in (K_MODEL_STATE, "state_dict", "model_state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and any(isinstance(v, torch.Tensor) for v in inner.values()):
+                return {str(k): v for k, v in inner.items() if isinstance(v, torch.Tensor)}
+        return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if isinstance(obj, torch.Tensor):
+        return {"<tensor>": obj}
+    return {}
+
+
+def inspect_checkpoint(path: Path | str) -> dict[str, Any]:
+    """What a browser shows about a file, as plain JSON-able values. Raises CheckpointError."""
+    path = Path(path)
+    obj = load_checkpoint(path)
+    stat = path.stat()
+    tensors = _tensor_dict(obj)
+    info: dict[str, Any] = {
+        "path": str(path),
+        "size_bytes": stat.st_size,
+        "modified": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stat.st_mtime)),
+        "kind": classify(obj),
+        "model": None,
+        "fold": None,
+        "epoch": None,
+        "val_loss": None,
+        "config": None,
+        "tensor_count": len(tensors),
+        "parameter_count": int(sum(t.numel() for t in tensors.values())),
+        "tensors": [
+            {"name": k, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+            for k, v in tensors.items()
+        ],
+        "other_keys": [],
+    }
+    if isinstance(obj, dict):
+        if K_MODEL_STATE in obj and K_CONFIG in obj:
+            cfg = obj[K_CONFIG] if isinstance(obj[K_CONFIG], dict) else {}
+            info.update(
+                model=obj.get(K_MODEL, cfg.get("model")),
+                fold=obj.get(K_FOLD),
+                epoch=obj.get(K_EPOCH),
+                val_loss=obj.get(K_VAL_LOSS),
+                config=cfg,
+            )
+            progress = obj.get(K_PROGRESS)
+            if isinstance(progress, dict):
+                info["best_val_loss"] = progress.get("best_val_loss")
+                info["best_epoch"] = progress.get("best_epoch")
+                info["finished"] = progress.get("finished")
+        else:
+            info["other_keys"] = sorted(
+                str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)
+            )
+    return info

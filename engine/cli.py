@@ -1,0 +1,198 @@
+"""``kfold``: train, resume, eval, inspect, ls (and, with no command, the terminal app).
+
+The only engine module that may use rich. Every user-caused failure ends in one line on
+stderr and exit code 2; a stop by signal ends with 128 + the signal number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.config import TrainConfig, add_train_arguments, config_from_args
+from engine.errors import UserError
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kfold",
+        description="Masked K-fold training of sequence models. With no command: the app.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser("train", help="start a K-fold run")
+    add_train_arguments(train)
+
+    resume = sub.add_parser("resume", help="continue an interrupted run exactly")
+    resume.add_argument("run_dir", help="the run folder, e.g. model_checkpoints/lstm-2026...")
+    add_train_arguments(resume, suppress=True)
+
+    ev = sub.add_parser("eval", help="score a run's fold models or one checkpoint")
+    ev.add_argument("target", help="a run folder or a .pth checkpoint")
+    ev.add_argument("--input_dir", default=None, help="score on other data (with --label_dir)")
+    ev.add_argument("--label_dir", default=None)
+    ev.add_argument(
+        "--predictions",
+        default=None,
+        metavar="OUT",
+        help="write one CSV of predictions per sequence into this folder",
+    )
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    ins = sub.add_parser("inspect", help="show what a checkpoint holds, loaded safely")
+    ins.add_argument("file")
+    ins.add_argument("--json", action="store_true")
+
+    ls = sub.add_parser("ls", help="list the runs and loose checkpoints in a save folder")
+    ls.add_argument("dir", nargs="?", default=TrainConfig().model_save_dir)
+    ls.add_argument("--json", action="store_true")
+
+    tui = sub.add_parser("tui", help="open the terminal app")
+    add_train_arguments(tui, suppress=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "tui"
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "train": _cmd_train,
+        "resume": _cmd_resume,
+        "eval": _cmd_eval,
+        "inspect": _cmd_inspect,
+        "ls": _cmd_ls,
+        "tui": _cmd_tui,
+    }
+    try:
+        return handlers[command](args)
+    except UserError as exc:
+        _fail(str(exc))
+        return exc.exit_code
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            _fail(
+                f"disk full while writing {exc.filename or 'a file'}; free space, then "
+                "`kfold resume` the run"
+            )
+        else:
+            _fail(f"{exc.strerror or exc} ({exc.filename or 'file'}); fix it, then retry")
+        return 1
+
+
+def _fail(message: str) -> None:
+    print(f"kfold: error: {message}", file=sys.stderr)
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM/SIGHUP ask the engine to stop at the next batch; it keeps the last
+    epoch boundary on disk and marks the run interrupted."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = self.signum or signum
+        self.event.set()
+
+    def exit_code(self, status: str) -> int:
+        if status == "interrupted":
+            return 128 + (self.signum or signal.SIGINT)
+        return 0 if status == "finished" else 1
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from engine.cli_progress import RichProgress
+    from engine.kfold import start_run
+
+    cfg = config_from_args(args)
+    stopper = _StopOnSignal()
+    stopper.install()
+    with RichProgress() as progress:
+        outcome = start_run(cfg, stopper.event, progress.on_event)
+    progress.print_summary(outcome.manifest, outcome.status)
+    return stopper.exit_code(outcome.status)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from engine.cli_progress import RichProgress
+    from engine.resume import resume_run
+
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "run_dir")}
+    stopper = _StopOnSignal()
+    stopper.install()
+    with RichProgress() as progress:
+        outcome = resume_run(args.run_dir, stopper.event, progress.on_event, overrides)
+    progress.print_summary(outcome.manifest, outcome.status)
+    return stopper.exit_code(outcome.status)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from engine.cli_progress import print_eval
+    from engine.evaluate import evaluate
+
+    result = evaluate(args.target, args.input_dir, args.label_dir, args.predictions, args.device)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print_eval(result)
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from engine.checkpoint import inspect_checkpoint
+    from engine.cli_progress import print_inspect
+
+    info = inspect_checkpoint(args.file)
+    if args.json:
+        print(json.dumps(info, indent=1, default=str))
+    else:
+        print_inspect(info)
+    return 0
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from engine.catalog import list_runs, loose_checkpoints
+    from engine.cli_progress import print_runs
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise UserError(f"{root}: no such folder; give the save folder (--model_save_dir)")
+    runs, loose = list_runs(root), loose_checkpoints(root)
+    if args.json:
+        out: dict[str, Any] = {
+            "runs": [{**r.__dict__, "path": str(r.path)} for r in runs],
+            "loose": [str(p) for p in loose],
+        }
+        print(json.dumps(out, indent=1, default=str))
+    else:
+        print_runs(root, runs, loose)
+    return 0
+
+
+def _cmd_tui(args: argparse.Namespace) -> int:
+    try:
+        from tui.app import run_app
+    except ImportError:
+        build_parser().print_help()
+        return 0
+    given = {k: v for k, v in vars(args).items() if k != "command"}
+    return run_app(given)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

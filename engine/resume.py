@@ -1,0 +1,111 @@
+"""``kfold resume``: continue a run exactly where it stopped.
+
+The ``last_`` checkpoints are the truth; run.json and metrics.csv are rebuilt from them,
+since a kill may land after a checkpoint is written but before those files are.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from engine import checkpoint as ck
+from engine.config import RESUMABLE_CHANGES, TrainConfig, config_differences
+from engine.data import Dataset
+from engine.errors import ConfigError, DataError
+from engine.fit import FoldProgress
+from engine.kfold import (
+    RunOutcome,
+    fold_entry_update,
+    load_last_checkpoint,
+    load_training_data,
+    resolve_device,
+    train_folds,
+)
+from engine.run import Listener, RunFolder, RunLock
+
+
+def resume_run(
+    run_dir: Path | str,
+    stop: threading.Event,
+    listener: Listener | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> RunOutcome:
+    """Continue a run exactly: finished folds are skipped, a partial fold goes on from
+    its ``last_`` checkpoint. Only ``--epochs`` (raised) and ``--device`` may change."""
+    folder = RunFolder(run_dir)
+    manifest = folder.read_manifest()
+    old = TrainConfig.from_dict(manifest["config"])
+    cfg = old.replace(**(overrides or {}))
+    changed = [d for d in config_differences(old, cfg) if d.split(":")[0] not in RESUMABLE_CHANGES]
+    if changed:
+        raise ConfigError(
+            f"cannot resume with changed settings ({'; '.join(changed)}); only --epochs and "
+            f"--device may change: start a new run with `kfold train` instead"
+        )
+    if cfg.epochs < old.epochs:
+        raise ConfigError(
+            f"--epochs {cfg.epochs} is below the run's {old.epochs}; it may only rise"
+        )
+    resolve_device(cfg.device)
+    with RunLock(folder.path):
+        removed = ck.remove_temp_files(folder.path)
+        ds = load_training_data(cfg)
+        _check_same_data(manifest, ds)
+        _sync_from_checkpoints(folder, manifest, cfg)
+
+        def mark(m: dict[str, Any]) -> None:
+            m.update(
+                config=cfg.to_dict(),
+                status="running",
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                error=None,
+                summary=None,
+            )
+            m["folds"] = manifest["folds"]
+
+        folder.update_manifest(mark)
+        return train_folds(folder, cfg, ds, stop, listener, resumed=True, removed=len(removed))
+
+
+def _check_same_data(manifest: dict[str, Any], ds: Dataset) -> None:
+    data = manifest["data"]
+    before, now = set(data["stems"]), set(ds.stems)
+    if before != now:
+        added, gone = sorted(now - before), sorted(before - now)
+        parts = []
+        if added:
+            parts.append(
+                f"{len(added)} added ({', '.join(added[:3])}{'...' if len(added) > 3 else ''})"
+            )
+        if gone:
+            parts.append(
+                f"{len(gone)} removed ({', '.join(gone[:3])}{'...' if len(gone) > 3 else ''})"
+            )
+        raise DataError(
+            f"the data changed since the run started: {'; '.join(parts)}; restore it or "
+            "start a new run"
+        )
+    if data["fingerprint"] != ds.fingerprint:
+        raise DataError(
+            "the values in the data files changed since the run started (fingerprint "
+            f"{data['fingerprint'][:12]} -> {ds.fingerprint[:12]}); restore them or start a new run"
+        )
+
+
+def _sync_from_checkpoints(folder: RunFolder, manifest: dict[str, Any], cfg: TrainConfig) -> None:
+    """The ``last_`` checkpoints are the truth: rebuild metrics rows and fold status from
+    them, since a kill may have landed after a checkpoint but before these files."""
+    for entry in manifest["folds"]:
+        state = load_last_checkpoint(folder, cfg, entry["fold"])
+        if state is None:
+            folder.replace_fold_metrics(entry["fold"], [])
+            entry.update(status="pending", epochs_done=0, best_val_loss=None, best_epoch=None)
+            continue
+        p = FoldProgress.from_state_dict(state[ck.K_PROGRESS])
+        folder.replace_fold_metrics(p.fold, p.history)
+        fold_entry_update(entry, p, cfg.epochs, "interrupted")

@@ -1,0 +1,272 @@
+"""The `kfold` commands as a user types them: errors, resume refusals, eval, inspect, ls."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ENV, ROOT, tiny_args, write_sequences
+
+from engine.cli import main
+from engine.config import TrainConfig
+from engine.kfold import start_run
+from engine.run import RunLock
+
+
+def _train(tiny_data: tuple[Path, Path], save: Path, **extra: object) -> Path:
+    assert main(["train", *tiny_args(*tiny_data, save, **extra)]) == 0
+    return save / "r"
+
+
+def test_bad_data_is_one_line_exit_2_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs, labels = write_sequences(tmp_path / "d", n=3)
+    save = tmp_path / "save"
+    assert main(["train", *tiny_args(inputs, labels, save, k_folds=5)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "3 sequences are fewer than --k_folds 5" in err
+    assert not save.exists() or not any(save.iterdir())
+    (labels / "s001.csv").unlink()
+    assert main(["train", *tiny_args(inputs, labels, save, k_folds=2)]) == 2
+    err = capsys.readouterr().err
+    assert "s001" in err and "Traceback" not in err
+    assert not save.exists() or not any(save.iterdir())
+
+
+def test_bad_flags_name_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = tiny_args(tmp_path, tmp_path, tmp_path, model="transformer", hidden_size=10, nhead=4)
+    assert main(["train", *args]) == 2
+    assert "hidden_size 10 must be divisible by nhead 4" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                "--device",
+                "cuda:7",
+                *tiny_args(*write_sequences(tmp_path / "d"), tmp_path / "s")[:-2],
+            ]
+        )
+        == 2
+    )
+    assert "--device cuda" in capsys.readouterr().err
+
+
+def test_resume_refuses_changed_settings_and_data(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _train(tiny_data, tmp_path / "s")
+    before = (run_dir / "run.json").read_text()
+    assert main(["resume", str(run_dir), "--lr", "0.5"]) == 2
+    assert "lr: 0.01 -> 0.5" in capsys.readouterr().err
+    assert main(["resume", str(run_dir), "--epochs", "1"]) == 2
+    assert "may only rise" in capsys.readouterr().err
+    inputs, labels = tiny_data
+    shutil.copy(inputs / "s000.csv", inputs / "zz.csv")
+    shutil.copy(labels / "s000.csv", labels / "zz.csv")
+    assert main(["resume", str(run_dir)]) == 2
+    assert "1 added (zz)" in capsys.readouterr().err
+    (inputs / "zz.csv").unlink()
+    (labels / "zz.csv").unlink()
+    lines = (inputs / "s003.csv").read_text().splitlines()
+    lines[1] = "9.5,9.5,9.5"
+    (inputs / "s003.csv").write_text("\n".join(lines) + "\n")
+    assert main(["resume", str(run_dir)]) == 2
+    assert "values in the data files changed" in capsys.readouterr().err
+    assert (run_dir / "run.json").read_text() == before
+
+
+def test_resume_with_more_epochs_equals_a_longer_run(
+    tiny_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from killrun import assert_same_run
+
+    short = _train(tiny_data, tmp_path / "a", model="lstm", epochs=2)
+    assert main(["resume", str(short), "--epochs", "3"]) == 0
+    full = _train(tiny_data, tmp_path / "b", model="lstm", epochs=3)
+    assert_same_run(full, short, "lstm", folds=2)
+
+
+def test_a_run_held_by_a_live_process_is_refused(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _train(tiny_data, tmp_path / "s", epochs=1)
+    with RunLock(run_dir):
+        assert main(["resume", str(run_dir), "--epochs", "2"]) == 2
+    assert f"in use by process {os.getpid()}" in capsys.readouterr().err
+    # The lock of a process that died is no obstacle: the kernel released it.
+    assert main(["resume", str(run_dir), "--epochs", "2"]) == 0
+
+
+def test_a_run_name_in_use_is_refused(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _train(tiny_data, tmp_path / "s", epochs=1)
+    assert main(["train", *tiny_args(*tiny_data, tmp_path / "s", epochs=1)]) == 2
+    assert "a run of this name exists" in capsys.readouterr().err
+
+
+def test_eval_on_own_folds_reproduces_the_cv_score(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _train(tiny_data, tmp_path / "s", epochs=3)
+    manifest = json.loads((run_dir / "run.json").read_text())
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--json", "--predictions", str(tmp_path / "p")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [r["loss"] for r in result["folds"]] == [f["best_val_loss"] for f in manifest["folds"]]
+    assert result["summary"]["loss_mean"] == pytest.approx(manifest["summary"]["cv_mean"])
+    assert result["ensemble"] is None
+    assert sorted(p.stem for p in (tmp_path / "p").iterdir()) == manifest["data"]["stems"]
+    first = (tmp_path / "p" / "s000.csv").read_text().splitlines()
+    assert first[0] == "t0"
+    assert len(first) - 1 == len((tiny_data[0] / "s000.csv").read_text().splitlines()) - 1
+
+
+def test_eval_on_other_data_scores_every_fold_and_the_ensemble(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _train(tiny_data, tmp_path / "s", epochs=2)
+    other = write_sequences(tmp_path / "other", n=5, seed=9)
+    capsys.readouterr()
+    assert (
+        main(["eval", str(run_dir), "--input_dir", str(other[0]), "--label_dir", str(other[1])])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "fold 1" in out and "fold 2" in out and "ensemble" in out and "mean ± std" in out
+    assert main(["eval", str(run_dir / "best_mlp_fold_2.pth"), "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert one["folds"][0]["loss"] == manifest["folds"][1]["best_val_loss"]
+    wrong = write_sequences(tmp_path / "wide", n=4, n_features=5)
+    assert (
+        main(["eval", str(run_dir), "--input_dir", str(wrong[0]), "--label_dir", str(wrong[1])])
+        == 2
+    )
+    assert "takes 3 input columns, the data has 5" in capsys.readouterr().err
+
+
+def test_inspect_our_checkpoints_and_foreign_files(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _train(tiny_data, tmp_path / "s", epochs=2, model="gru")
+    capsys.readouterr()
+    assert main(["inspect", str(run_dir / "best_gru_fold_1.pth"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["kind"], info["model"], info["fold"]) == ("best", "gru", 1)
+    assert info["config"]["hidden_size"] == 8
+    assert info["parameter_count"] == sum(
+        t.numel()
+        for t in torch.load(run_dir / "best_gru_fold_1.pth", weights_only=True)[
+            "model_state"
+        ].values()
+    )
+    assert main(["inspect", str(run_dir / "last_gru_fold_2.pth")]) == 0
+    text = capsys.readouterr().out
+    assert "last" in text and "rnn.weight_ih_l0" in text and "24x3" in text
+    # The seed script saved plain state_dicts; Lightning-style files nest one.
+    seed_style = tmp_path / "best_lstm_fold_1.pth"
+    torch.save(torch.nn.LSTM(4, 16, 2).state_dict(), seed_style)
+    assert main(["inspect", str(seed_style), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "plain state_dict" and info["tensor_count"] == 8
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save(
+        {"state_dict": {"w": torch.ones(2, 3)}, "optimizer_states": [{}], "epoch": 3}, foreign
+    )
+    assert main(["inspect", str(foreign), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "foreign training checkpoint"
+    assert info["tensors"] == [{"name": "w", "shape": [2, 3], "dtype": "float32"}]
+    assert "optimizer_states" in info["other_keys"]
+
+
+def test_inspect_refuses_truncated_and_malicious_files(tmp_path: Path) -> None:
+    good = tmp_path / "good.pth"
+    torch.save({"model_state": {"w": torch.ones(50, 50)}, "config": {}}, good)
+    truncated = tmp_path / "trunc.pth"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(_pickle_that_creates(marker))
+    for path, expect in (
+        (truncated, "truncated or corrupt"),
+        (evil, "refused"),
+        (tmp_path / "none.pth", "no such file"),
+    ):
+        res = subprocess.run(
+            [sys.executable, "-m", "engine", "inspect", str(path)],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert res.returncode == 2
+        assert expect in res.stderr
+        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert not marker.exists()
+
+
+def _pickle_that_creates(marker: Path) -> bytes:
+    import pickle
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (open, (str(marker), "w"))
+
+    return pickle.dumps({"model_state": Payload()}, protocol=2)
+
+
+def test_ls_lists_runs_and_loose_files(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save = tmp_path / "s"
+    _train(tiny_data, save, epochs=1)
+    torch.save({"w": torch.zeros(1)}, save / "loose.pth")
+    capsys.readouterr()
+    assert main(["ls", str(save), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["status"], r["folds_done"]) for r in out["runs"]] == [
+        ("r", "finished", 2)
+    ]
+    assert out["loose"] == [str(save / "loose.pth")]
+
+
+def test_a_stop_before_the_first_epoch_leaves_a_resumable_run(
+    tiny_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    stop = threading.Event()
+    stop.set()
+    cfg = TrainConfig(
+        input_dir=str(tiny_data[0]),
+        label_dir=str(tiny_data[1]),
+        model_save_dir=str(tmp_path),
+        run="r",
+        epochs=1,
+        k_folds=2,
+        hidden_size=4,
+        device="cpu",
+    )
+    outcome = start_run(cfg, stop)
+    assert outcome.status == "interrupted"
+    assert outcome.manifest["folds"][0]["status"] == "interrupted"
+    assert main(["resume", str(tmp_path / "r")]) == 0
+
+
+def test_engine_never_imports_ui_libraries() -> None:
+    code = (
+        "import sys, engine, engine.kfold, engine.evaluate, engine.catalog, engine.data;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('rich', 'textual', 'tui')];"
+        "assert not bad, bad"
+    )
+    res = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
