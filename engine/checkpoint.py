@@ -8,16 +8,14 @@ adds what an exact resume needs (see ``engine.fit``).
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 
+from engine.atomic import atomic_write
 from engine.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -35,71 +33,6 @@ K_DATA = "data"  # n_features, n_targets, input_columns, label_columns
 K_OPTIMIZER = "optimizer_state"
 K_RNG = "rng"
 K_PROGRESS = "progress"
-
-TMP_MARK = ".tmp-"
-
-# Fault-injection hook for the kill tests: pause inside the write of files whose name
-# contains KFOLD_TEST_WRITE_DELAY_MATCH, so that a SIGKILL can land mid-write.
-_DELAY_ENV = "KFOLD_TEST_WRITE_DELAY"
-_DELAY_MATCH_ENV = "KFOLD_TEST_WRITE_DELAY_MATCH"
-
-
-def checkpoint_name(kind: str, model: str, fold: int) -> str:
-    """The seed's naming: ``best_<model>_fold_<k>.pth`` (k counts from 1)."""
-    return f"{kind}_{model}_fold_{fold}.pth"
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write via a temp file in the same folder, fsync, then ``os.replace``.
-
-    A kill at any instant leaves the old file or the new one, never a torn one; a
-    leftover temp file is named ``.<name>.tmp-*`` and removed by ``remove_temp_files``.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "xb") as fh:
-            write(fh)
-            _maybe_pause(path.name)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
-
-
-def remove_temp_files(folder: Path) -> list[Path]:
-    removed = []
-    for p in Path(folder).glob(f".*{TMP_MARK}*"):
-        p.unlink(missing_ok=True)
-        removed.append(p)
-    return removed
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; some filesystems refuse a directory fsync.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _maybe_pause(name: str) -> None:
-    delay = os.environ.get(_DELAY_ENV)
-    if delay and os.environ.get(_DELAY_MATCH_ENV, "") in name:
-        time.sleep(float(delay))
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:

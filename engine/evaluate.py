@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from engine import checkpoint as ck
+from engine.atomic import atomic_write_text
 from engine.batches import SequenceSet
-from engine.checkpoint import atomic_write_text
 from engine.config import TrainConfig
 from engine.data import Dataset, load_dataset
 from engine.errors import CheckpointError, DataError, RunError, UserError

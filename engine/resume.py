@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import checkpoint as ck
+from engine.atomic import remove_temp_files
 from engine.config import RESUMABLE_CHANGES, TrainConfig, config_differences
 from engine.data import Dataset
 from engine.errors import ConfigError, DataError
@@ -52,7 +53,7 @@ def resume_run(
         )
     resolve_device(cfg.device)
     with RunLock(folder.path):
-        removed = ck.remove_temp_files(folder.path)
+        removed = remove_temp_files(folder.path)
         ds = load_training_data(cfg)
         _check_same_data(manifest, ds)
         _sync_from_checkpoints(folder, manifest, cfg)

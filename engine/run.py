@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.checkpoint import atomic_write_text
+from engine.atomic import atomic_write_text
 from engine.errors import RunError
 
 RUN_FORMAT_VERSION = 1
@@ -59,6 +59,11 @@ MANIFEST_LOCK_FILE = ".manifest.lock"
 METRICS_COLUMNS = ("fold", "epoch", "train_loss", "val_loss", "lr", "seconds", "is_best")
 
 Listener = Callable[[dict[str, Any]], None]
+
+
+def checkpoint_name(kind: str, model: str, fold: int) -> str:
+    """The seed's naming: ``best_<model>_fold_<k>.pth`` (k counts from 1)."""
+    return f"{kind}_{model}_fold_{fold}.pth"
 
 
 def now_iso() -> str:
@@ -86,8 +91,6 @@ class RunFolder:
         return self.path / EVENTS_JSONL
 
     def checkpoint(self, kind: str, model: str, fold: int) -> Path:
-        from engine.checkpoint import checkpoint_name
-
         return self.path / checkpoint_name(kind, model, fold)
 
     def read_manifest(self) -> dict[str, Any]:

@@ -1,0 +1,73 @@
+"""Atomic file writes: temp file in the same folder, flush, fsync, ``os.replace``.
+
+Free of torch, so that the run folder code and the app can use it without importing torch.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+TMP_MARK = ".tmp-"
+
+# Fault-injection hook for the kill tests: pause inside the write of files whose name
+# contains KFOLD_TEST_WRITE_DELAY_MATCH, so that a SIGKILL can land mid-write.
+_DELAY_ENV = "KFOLD_TEST_WRITE_DELAY"
+_DELAY_MATCH_ENV = "KFOLD_TEST_WRITE_DELAY_MATCH"
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write via a temp file in the same folder, fsync, then ``os.replace``.
+
+    A kill at any instant leaves the old file or the new one, never a torn one; a
+    leftover temp file is named ``.<name>.tmp-*`` and removed by ``remove_temp_files``.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "xb") as fh:
+            write(fh)
+            _maybe_pause(path.name)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    removed = []
+    for p in Path(folder).glob(f".*{TMP_MARK}*"):
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; some filesystems refuse a directory fsync.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _maybe_pause(name: str) -> None:
+    delay = os.environ.get(_DELAY_ENV)
+    if delay and os.environ.get(_DELAY_MATCH_ENV, "") in name:
+        time.sleep(float(delay))
