@@ -25,8 +25,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kfold",
-        description="Masked K-fold training of sequence models. With no command: the app.",
+        description="Masked K-fold training of sequence models. With no command: the app, "
+        "its train form pre-filled from any training flags given.",
     )
+    add_train_arguments(parser, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = sub.add_parser("train", help="start a K-fold run")

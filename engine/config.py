@@ -165,3 +165,12 @@ def config_differences(old: TrainConfig, new: TrainConfig) -> list[str]:
         if a != b:
             out.append(f"{f.name}: {a!r} -> {b!r}")
     return out
+
+
+def problems_for(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every problem of a set of values at once (``TrainConfig()`` stops at the first),
+    for a form that shows each reason beside its field."""
+    cfg = object.__new__(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        object.__setattr__(cfg, f.name, values.get(f.name, f.default))
+    return validation_problems(cfg)

@@ -7,6 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+ROOT = Path(__file__).resolve().parent.parent
+# Child processes get one torch thread too, like this process (set below).
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
 # One thread: deterministic, and no oversubscription on a 2-core CI machine.
 torch.set_num_threads(1)
 
@@ -14,6 +18,9 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("KFOLD_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    # Engine processes the app spawns must find this checkout even without an install.
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
 def write_sequences(
@@ -82,7 +89,3 @@ def tiny_args(inputs: Path, labels: Path, save: Path, **extra: object) -> list[s
     for key, value in args.items():
         out += [f"--{key}", str(value)]
     return out
-
-
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

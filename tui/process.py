@@ -1,0 +1,102 @@
+"""Start and signal engine processes. Training never runs in the app's process.
+
+``kfold train``/``resume`` start in a new session (``start_new_session``), so they outlive
+the app, the terminal and the SSH connection; their output goes to a log file beside the
+runs, and the app follows them through the run folder alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.run import lock_holder
+
+LOG_DIR = ".logs"
+
+
+@dataclass
+class EngineProcess:
+    popen: subprocess.Popen[bytes]
+    run_dir: Path
+    log_path: Path
+
+    def exit_code(self) -> int | None:
+        return self.popen.poll()
+
+    def last_log_line(self) -> str:
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        return next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
+
+
+def engine_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "engine", *args]
+
+
+def spawn(args: list[str], run_dir: Path) -> EngineProcess:
+    """Start ``kfold <args>`` detached from this terminal; output to .logs/<run>.log."""
+    log_dir = run_dir.parent / LOG_DIR
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{run_dir.name}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            engine_command(*args),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    return EngineProcess(popen, run_dir, log_path)
+
+
+def train_args(values: dict[str, Any]) -> list[str]:
+    args = ["train"]
+    for key, value in values.items():
+        if value is not None and value != "":
+            args += [f"--{key}", str(value)]
+    return args
+
+
+def resume(run_dir: Path) -> EngineProcess:
+    return spawn(["resume", str(run_dir)], run_dir)
+
+
+def request_stop(run_dir: Path) -> int | None:
+    """SIGINT to the process that holds the run: it stops at the next batch, keeping the
+    last epoch on disk, and marks the run interrupted. Returns the pid signalled."""
+    pid = lock_holder(run_dir)
+    if pid is None or pid <= 0:
+        return None
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def run_json_eval(args: list[str], timeout: float = 3600) -> dict[str, Any]:
+    """``kfold eval ... --json`` in a child process; raises RuntimeError with its one-line
+    error. Out of process so a failing or slow evaluation can never stall the UI."""
+    res = subprocess.run(
+        engine_command("eval", *args, "--json"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    if res.returncode != 0:
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        message = lines[-1] if lines else f"eval exited with code {res.returncode}"
+        raise RuntimeError(message.removeprefix("kfold: error: "))
+    return json.loads(res.stdout)

@@ -1,0 +1,46 @@
+"""Val loss per epoch (rows) and fold (columns); each fold's best epoch is marked *."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from tui.runview import RunView, fmt_loss
+
+
+class LossTable(DataTable[str]):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(zebra_stripes=True, cursor_type="row", **kwargs)  # type: ignore[arg-type]
+        self._folds: list[int] = []
+        self._shown: dict[tuple[int, int], str] = {}
+        self._last_epoch = 0
+
+    def sync(self, view: RunView, folds: set[int]) -> None:
+        """Bring the cells of the changed folds up to date (cheap: only what changed)."""
+        wanted = sorted(view.folds)
+        if wanted != self._folds:
+            self.clear(columns=True)
+            self._shown.clear()
+            self._last_epoch = 0
+            self._folds = wanted
+            self.add_column("epoch", key="epoch")
+            for k in wanted:
+                self.add_column(f"fold {k}", key=f"f{k}")
+            folds = set(wanted)
+        for k in sorted(folds):
+            f = view.folds[k]
+            for epoch, loss in f.val_history.items():
+                text = fmt_loss(loss) + (" *" if epoch == f.best_epoch else "  ")
+                if self._shown.get((k, epoch)) == text:
+                    continue
+                row = str(epoch)
+                if row not in self.rows:
+                    self._add_epoch_row(epoch)
+                self.update_cell(row, f"f{k}", text)
+                self._shown[(k, epoch)] = text
+
+    def _add_epoch_row(self, epoch: int) -> None:
+        blank = [""] * len(self._folds)
+        self.add_row(str(epoch), *blank, key=str(epoch))
+        if epoch < self._last_epoch:  # a later fold can reach an epoch first: keep order
+            self.sort("epoch", key=lambda v: int(v))
+        self._last_epoch = max(self._last_epoch, epoch)
