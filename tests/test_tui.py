@@ -252,3 +252,101 @@ def test_app_start_up_does_not_import_torch(tmp_path: Path) -> None:
         [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120
     )
     assert res.returncode == 0, res.stderr
+
+
+def _write_fake_run(run_dir: Path, epochs: int, start: int = 1) -> None:
+    from engine.run import EventLog
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = EventLog(run_dir / "events.jsonl", run_dir.name)
+    if start == 1:
+        log.emit(
+            "run_started",
+            pid=1,
+            resumed=False,
+            device="cpu",
+            device_name="cpu",
+            folds=1,
+            epochs=epochs * 2,
+            model="mlp",
+            sequences=4,
+            parameters=10,
+        )
+        log.emit("fold_started", fold=1, epochs=epochs * 2, start_epoch=1)
+    for e in range(start, start + epochs):
+        log.emit(
+            "epoch_ended",
+            fold=1,
+            epoch=e,
+            epochs=epochs * 2,
+            train_loss=1.0,
+            val_loss=1.0 / e,
+            best_val_loss=1.0 / e,
+            best_epoch=e,
+            is_best=True,
+            lr=0.1,
+            seconds=0.001,
+        )
+    log.close()
+
+
+def test_a_flood_of_epochs_reaches_the_monitor_in_a_few_messages(tmp_path: Path) -> None:
+    run_dir = tmp_path / "save" / "flood"
+    _write_fake_run(run_dir, 3000)
+    followed: list[object] = []
+
+    def hook(message: object) -> None:
+        if isinstance(message, MonitorScreen.Followed):
+            followed.append(message)
+
+    async def scenario() -> None:
+        app = KfoldApp({"model_save_dir": str(tmp_path / "save")})
+        async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
+            app.open_monitor(run_dir)
+            await wait_for(pilot, lambda: bool(app.screen.query(LossTable)))
+            table = app.screen.query_one(LossTable)
+            await wait_for(pilot, lambda: table.row_count == 3000, what="3000 rows")
+            _write_fake_run(run_dir, 3000, start=3001)
+            await wait_for(pilot, lambda: table.row_count == 6000, what="6000 rows")
+            assert str(table.get_cell("6000", "f1")).endswith("*")
+            assert not str(table.get_cell("5999", "f1")).endswith("*")
+            panel = text_of(app.screen.query_one("#fold-1", FoldPanel))
+            assert "epoch 6000/6000" in panel
+
+    _run(scenario())
+    assert len(followed) <= 20, f"{len(followed)} messages for 6000 events"
+
+
+def test_browser_exports_predictions_and_deletes_after_confirmation(
+    tiny_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    save = tmp_path / "save"
+    assert main(["train", *tiny_args(*tiny_data, save, epochs=1)]) == 0
+    out = tmp_path / "preds"
+
+    async def scenario() -> None:
+        app = KfoldApp({"model_save_dir": str(save)})
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("b")
+            await wait_for(pilot, lambda: isinstance(app.screen, BrowserScreen))
+            _select_path(app, save / "r")
+            await pilot.press("p")
+            await wait_for(pilot, lambda: app.screen.__class__.__name__ == "PathsScreen")
+            app.screen.query_one(Input).value = str(out)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, EvalResultScreen), timeout=120)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, BrowserScreen))
+            _select_path(app, save / "r" / "last_mlp_fold_2.pth")
+            await pilot.press("d")
+            await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
+            await pilot.press("n")
+            await pilot.pause(0.2)
+            assert (save / "r" / "last_mlp_fold_2.pth").exists()
+            await pilot.press("d")
+            await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ConfirmScreen")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not (save / "r" / "last_mlp_fold_2.pth").exists())
+
+    _run(scenario())
+    assert sorted(p.name for p in out.iterdir()) == [f"s{i:03d}.csv" for i in range(8)]

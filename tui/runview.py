@@ -61,6 +61,9 @@ class RunView:
     _epoch_times: deque[float] = field(default_factory=lambda: deque(maxlen=30))
     changed_folds: set[int] = field(default_factory=set)
     log_serial: int = 0  # lines ever logged, so a UI can append only the new ones
+    # (fold, epoch) cells whose text may have changed since the UI last looked: a new val
+    # loss, or a best mark that moved. Keeps table updates proportional to what arrived.
+    dirty_cells: set[tuple[int, int]] = field(default_factory=set)
 
     @classmethod
     def from_folder(cls, path: Path | str) -> RunView:
@@ -147,8 +150,11 @@ class RunView:
         f.epoch = int(e["epoch"])
         f.epochs = int(e.get("epochs", f.epochs))
         f.train_loss, f.val_loss = e.get("train_loss"), e.get("val_loss")
+        if f.best_epoch is not None and f.best_epoch != e.get("best_epoch"):
+            self.dirty_cells.add((f.fold, f.best_epoch))
         f.best_val_loss, f.best_epoch = e.get("best_val_loss"), e.get("best_epoch")
         f.val_history[f.epoch] = float(e["val_loss"])
+        self.dirty_cells.add((f.fold, f.epoch))
         f.elapsed += float(e.get("seconds", 0.0))
         f.epochs_timed += 1
         if e.get("gpu_memory_bytes") is not None:
@@ -189,6 +195,10 @@ class RunView:
     def take_changed(self) -> set[int]:
         changed, self.changed_folds = self.changed_folds, set()
         return changed
+
+    def take_dirty_cells(self) -> set[tuple[int, int]]:
+        dirty, self.dirty_cells = self.dirty_cells, set()
+        return dirty
 
 
 def fmt_loss(value: float | None) -> str:

@@ -104,7 +104,7 @@ class MonitorScreen(Screen[None]):
         changed = self.view.take_changed()
         for k in changed or self.view.folds:
             self.query_one(f"#fold-{k}", FoldPanel).show(self.view.folds[k])
-        self.query_one(LossTable).sync(self.view, changed)
+        self.query_one(LossTable).sync(self.view, self.view.take_dirty_cells())
         if self.query_one(TabbedContent).active == "chart":
             self.query_one(LossChart).sync(self.view)
         self._refresh_head()

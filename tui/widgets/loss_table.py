@@ -14,8 +14,8 @@ class LossTable(DataTable[str]):
         self._shown: dict[tuple[int, int], str] = {}
         self._last_epoch = 0
 
-    def sync(self, view: RunView, folds: set[int]) -> None:
-        """Bring the cells of the changed folds up to date (cheap: only what changed)."""
+    def sync(self, view: RunView, cells: set[tuple[int, int]]) -> None:
+        """Rewrite only the given (fold, epoch) cells; all of them when the folds change."""
         wanted = sorted(view.folds)
         if wanted != self._folds:
             self.clear(columns=True)
@@ -25,18 +25,19 @@ class LossTable(DataTable[str]):
             self.add_column("epoch", key="epoch")
             for k in wanted:
                 self.add_column(f"fold {k}", key=f"f{k}")
-            folds = set(wanted)
-        for k in sorted(folds):
-            f = view.folds[k]
-            for epoch, loss in f.val_history.items():
-                text = fmt_loss(loss) + (" *" if epoch == f.best_epoch else "  ")
-                if self._shown.get((k, epoch)) == text:
-                    continue
-                row = str(epoch)
-                if row not in self.rows:
-                    self._add_epoch_row(epoch)
-                self.update_cell(row, f"f{k}", text)
-                self._shown[(k, epoch)] = text
+            cells = {(k, e) for k in wanted for e in view.folds[k].val_history}
+        for k, epoch in sorted(cells, key=lambda c: (c[1], c[0])):
+            f = view.folds.get(k)
+            if f is None or epoch not in f.val_history:
+                continue
+            text = fmt_loss(f.val_history[epoch]) + (" *" if epoch == f.best_epoch else "  ")
+            if self._shown.get((k, epoch)) == text:
+                continue
+            row = str(epoch)
+            if row not in self.rows:
+                self._add_epoch_row(epoch)
+            self.update_cell(row, f"f{k}", text)
+            self._shown[(k, epoch)] = text
 
     def _add_epoch_row(self, epoch: int) -> None:
         blank = [""] * len(self._folds)
