@@ -5,6 +5,7 @@ Free of torch, so that the run folder code and the app can use it without import
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import time
@@ -32,13 +33,37 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         with open(tmp, "xb") as fh:
             write(fh)
             _maybe_pause(path.name)
-            fh.flush()
-            os.fsync(fh.fileno())
+            flush_to_disk(fh, path)
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None or str(exc.filename) == str(tmp):
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def flush_to_disk(fh: IO[bytes], path: Path) -> None:
+    """Where a full disk or a failing device shows up (tests inject faults here)."""
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the fault, the file and what to do next."""
+    where = f" while writing {exc.filename}" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"disk full{where}; free some space, then `kfold resume` the run"
+    if exc.errno == errno.EDQUOT:
+        return f"disk quota exceeded{where}; free some space, then `kfold resume` the run"
+    if exc.errno == errno.EIO:
+        return f"I/O error (EIO){where}; check the disk, then `kfold resume` the run"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write{where} ({exc.strerror}); choose a writable --model_save_dir"
+    return f"{exc.strerror or exc}{where}; fix it, then `kfold resume` the run"
 
 
 def atomic_write_text(path: Path, text: str) -> None:

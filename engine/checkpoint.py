@@ -84,6 +84,22 @@ def require_training_checkpoint(obj: Any, path: Path) -> dict[str, Any]:
     return obj
 
 
+def restore_states(
+    path: Path, state: dict[str, Any], model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> None:
+    """Load weights (and optimizer state) from a checkpoint, or say in one line why they
+    do not fit: a checkpoint of another model, size or feature count."""
+    try:
+        model.load_state_dict(state[K_MODEL_STATE])
+        if optimizer is not None:
+            optimizer.load_state_dict(state[K_OPTIMIZER])
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        first = " ".join(str(exc).split())[:200]
+        kind = type(model).__name__.lower()
+        raise CheckpointError(f"{path}: does not fit this {kind} model ({first})") from None
+
+
 def classify(obj: Any) -> str:
     if isinstance(obj, dict):
         if K_MODEL_STATE in obj and K_CONFIG in obj:

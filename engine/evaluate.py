@@ -128,11 +128,7 @@ def _restore_model(
             f"{path}: the model predicts {n_out} label columns, the data has {ds.n_targets}"
         )
     model = build_model(cfg, ds.n_features, ds.n_targets)
-    try:
-        model.load_state_dict(state[ck.K_MODEL_STATE])
-    except (RuntimeError, KeyError, TypeError) as exc:
-        first = " ".join(str(exc).split())[:200]
-        raise CheckpointError(f"{path}: weights do not fit a {cfg.model} model ({first})") from None
+    ck.restore_states(path, state, model)
     return model.to(device).eval()
 
 

@@ -91,8 +91,17 @@ class FoldTrainer:
         while not p.is_complete(cfg.epochs):
             self._check_stop()
             started = time.perf_counter()
-            train = self._train_epoch()
-            val = self._validate()
+            try:
+                train = self._train_epoch()
+                val = self._validate()
+            except torch.OutOfMemoryError:
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                raise FoldFailed(
+                    f"fold {p.fold}: out of memory on {self.device} in epoch {p.epoch + 1}; free "
+                    "memory and `kfold resume`, or start a new run with a lower --batch_size "
+                    "or --max_seq_len"
+                ) from None
             p.epoch += 1
             train_loss = train.as_floats(cfg.alpha)["loss"]
             val_loss = val.as_floats(cfg.alpha)["loss"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
 import statistics
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 
 from engine import checkpoint as ck
+from engine.atomic import TMP_MARK, describe_os_error
 from engine.batches import SequenceSet
 from engine.config import TrainConfig
 from engine.data import Dataset, load_dataset
@@ -23,6 +26,8 @@ from engine.fit import FoldFailed, FoldProgress, FoldTrainer, Interrupted, resto
 from engine.folds import assign_folds, derive_seed
 from engine.models import build_model, parameter_count
 from engine.run import (
+    LOCK_FILE,
+    MANIFEST_LOCK_FILE,
     RUN_FORMAT_VERSION,
     EventLog,
     Listener,
@@ -89,11 +94,13 @@ def start_run(
     cfg = cfg.replace(run=name)
     save_dir = Path(cfg.model_save_dir)
     folder = RunFolder(save_dir / name)
-    if folder.path.exists():
+    if folder.run_json.exists():
         raise RunError(
             f"{folder.path}: a run of this name exists; resume it with `kfold resume "
             f"{folder.path}` or choose another --run"
         )
+    if folder.path.exists() and not _only_lock_files(folder.path):
+        raise RunError(f"{folder.path}: exists and is not a run folder; choose another --run")
     _ensure_writable(save_dir)
     folds = assign_folds(ds.stems, cfg.k_folds, cfg.seed)
     manifest = {
@@ -125,7 +132,8 @@ def start_run(
         "summary": None,
         "error": None,
     }
-    folder.path.mkdir(parents=True)
+    # A folder without run.json is a train killed at its first instant: it is taken over.
+    folder.path.mkdir(parents=True, exist_ok=True)
     with RunLock(folder.path):
         folder.write_manifest(manifest)
         return train_folds(folder, cfg, ds, stop, listener, resumed=False)
@@ -136,15 +144,39 @@ def _ensure_writable(save_dir: Path) -> None:
         save_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f"{save_dir}: cannot create the save folder ({exc.strerror})") from None
-    if not os.access(save_dir, os.W_OK | os.X_OK):
-        raise RunError(f"{save_dir}: save folder is not writable; choose another --model_save_dir")
+    try:
+        probe_write(save_dir)
+    except OSError as exc:
+        raise RunError(
+            f"{save_dir}: save folder is not writable ({exc.strerror}); choose another "
+            "--model_save_dir"
+        ) from None
+
+
+def _only_lock_files(path: Path) -> bool:
+    return all(p.name in (LOCK_FILE, MANIFEST_LOCK_FILE) or TMP_MARK in p.name
+               for p in path.iterdir())
+
+
+def probe_write(folder: Path) -> None:
+    """Create and remove a file: catches read-only mounts that os.access misses for root."""
+    with tempfile.TemporaryFile(dir=folder):
+        pass
 
 
 def load_last_checkpoint(folder: RunFolder, cfg: TrainConfig, fold: int) -> dict[str, Any] | None:
     path = folder.checkpoint("last", cfg.model, fold)
     if not path.exists():
         return None
-    return ck.require_training_checkpoint(ck.load_checkpoint(path), path)
+    state = ck.require_training_checkpoint(ck.load_checkpoint(path), path)
+    missing = [k for k in (ck.K_OPTIMIZER, ck.K_RNG, ck.K_PROGRESS) if k not in state]
+    if missing or state.get(ck.K_FOLD) != fold:
+        raise ck.CheckpointError(
+            f"{path}: not this run's last_ checkpoint of fold {fold} (it lacks "
+            f"{', '.join(missing) or 'the right fold'}); delete it to retrain fold {fold} "
+            "from scratch"
+        )
+    return state
 
 
 def fold_entry_update(entry: dict[str, Any], p: FoldProgress, epochs: int, status: str) -> None:
@@ -221,8 +253,13 @@ def train_folds(
     except Interrupted:
         status = "interrupted"
     except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}".strip()
-        folder.update_manifest(lambda m: m.update(status="failed", error=message))
+        if isinstance(exc, OSError):
+            message = describe_os_error(exc)
+        else:
+            message = f"{type(exc).__name__}: {exc}".strip()
+        # The disk may refuse these writes too; the error still reaches the user via the CLI.
+        with contextlib.suppress(OSError):
+            folder.update_manifest(lambda m: m.update(status="failed", error=message))
         events.emit("error", message=message, fold=None)
         events.emit(
             "run_finished",
@@ -277,8 +314,7 @@ def _run_fold(
     progress = FoldProgress(fold=fold)
     state = load_last_checkpoint(folder, cfg, fold)
     if state is not None:
-        model.load_state_dict(state[ck.K_MODEL_STATE])
-        optimizer.load_state_dict(state[ck.K_OPTIMIZER])
+        ck.restore_states(folder.checkpoint("last", cfg.model, fold), state, model, optimizer)
         restore_rng(state[ck.K_RNG], generator)
         progress = FoldProgress.from_state_dict(state[ck.K_PROGRESS])
     if progress.is_complete(cfg.epochs):

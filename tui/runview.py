@@ -178,12 +178,12 @@ class RunView:
 
     def mark_process_gone(self) -> None:
         """The run says running but no process holds it: it was killed (resumable)."""
-        self.status = "process gone"
+        self.status = "interrupted"
         for f in self.folds.values():
             if f.status == "running":
                 f.status = "interrupted"
                 self.changed_folds.add(f.fold)
-        self._log(time.time(), "the training process is gone; r resumes the run")
+        self._log(time.time(), "the training process died; r resumes the run")
 
     @property
     def epochs_per_minute(self) -> float | None:
