@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,10 @@ def load_checkpoint(path: Path | str) -> Any:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file (0 bytes); it holds no checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns about odd pickle protocols on stderr; the one-line error says enough.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad files; all mean "unreadable"
         with open(path, "rb") as fh:
             is_zip = fh.read(4) == b"PK\x03\x04"
@@ -85,7 +89,9 @@ def require_training_checkpoint(obj: Any, path: Path) -> dict[str, Any]:
 
 
 def restore_states(
-    path: Path, state: dict[str, Any], model: torch.nn.Module,
+    path: Path,
+    state: dict[str, Any],
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
 ) -> None:
     """Load weights (and optimizer state) from a checkpoint, or say in one line why they

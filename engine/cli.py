@@ -7,7 +7,6 @@ stderr and exit code 2; a stop by signal ends with 128 + the signal number.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import signal
 import sys
@@ -81,13 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(exc))
         return exc.exit_code
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            _fail(
-                f"disk full while writing {exc.filename or 'a file'}; free space, then "
-                "`kfold resume` the run"
-            )
-        else:
-            _fail(f"{exc.strerror or exc} ({exc.filename or 'file'}); fix it, then retry")
+        from engine.atomic import describe_os_error
+
+        _fail(describe_os_error(exc))
         return 1
 
 

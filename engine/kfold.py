@@ -154,8 +154,9 @@ def _ensure_writable(save_dir: Path) -> None:
 
 
 def _only_lock_files(path: Path) -> bool:
-    return all(p.name in (LOCK_FILE, MANIFEST_LOCK_FILE) or TMP_MARK in p.name
-               for p in path.iterdir())
+    return all(
+        p.name in (LOCK_FILE, MANIFEST_LOCK_FILE) or TMP_MARK in p.name for p in path.iterdir()
+    )
 
 
 def probe_write(folder: Path) -> None:

@@ -150,6 +150,8 @@ class TrainFormScreen(Screen[None]):
         if reasons:
             first = next(iter(reasons.items()))
             status.update(f"Cannot start: --{first[0]} {first[1]}")
+        elif self.dataset_sequences is None:
+            status.update("Reading the dataset...")
         else:
             status.update("Ready: ctrl+s starts the run in its own process")
         status.set_class(bool(reasons), "invalid")

@@ -1,0 +1,119 @@
+"""The app under terminal faults: tiny and resized screens, no colour, the training
+process killed under it, and the app itself killed while a run goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ENV, ROOT, tiny_args
+from killrun import assert_same_run, events
+from test_terminal import Tmux
+from tui_helpers import text_of, wait_for
+
+from engine.cli import main
+from engine.run import lock_holder
+from tui.app import KfoldApp
+from tui.screens.monitor import MonitorScreen
+from tui.screens.train_form import TrainFormScreen
+from tui.widgets.fold_panel import FoldPanel
+
+SLOW_WRITES = {"KFOLD_TEST_WRITE_DELAY": "0.05", "KFOLD_TEST_WRITE_DELAY_MATCH": ""}
+
+
+def _prefill(tiny_data: tuple[Path, Path], save: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "input_dir": str(tiny_data[0]),
+        "label_dir": str(tiny_data[1]),
+        "model_save_dir": str(save),
+        "k_folds": 2,
+        "hidden_size": 8,
+        "num_layers": 1,
+        "batch_size": 3,
+        "lr": 0.01,
+        "device": "cpu",
+        "run": "r",
+        **extra,
+    }
+
+
+def test_training_killed_under_the_app_shows_interrupted_and_resumes(
+    tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in SLOW_WRITES.items():
+        monkeypatch.setenv(key, value)
+    run_dir = tmp_path / "save" / "r"
+
+    async def scenario() -> None:
+        app = KfoldApp(_prefill(tiny_data, tmp_path / "save", epochs=6, model="lstm"))
+        async with app.run_test(size=(60, 20)) as pilot:  # small, and resized below
+            form = app.screen
+            assert isinstance(form, TrainFormScreen)
+            await wait_for(pilot, lambda: form.dataset_sequences == 8)
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen))
+            monitor = app.screen
+            assert isinstance(monitor, MonitorScreen)
+            await wait_for(
+                pilot,
+                lambda: 1 in monitor.view.folds and monitor.view.folds[1].epoch >= 1,
+                what="first epoch",
+            )
+            await pilot.resize_terminal(120, 40)
+            await pilot.resize_terminal(60, 20)
+            pid = lock_holder(run_dir)
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            await wait_for(
+                pilot,
+                lambda: monitor.view.status == "interrupted",
+                what="interrupted after the kill",
+            )
+            panels = [text_of(p) for p in monitor.query(FoldPanel)]
+            assert any(" interrupted " in p for p in panels), panels
+            assert "r resumes" in text_of(monitor.query_one("#run-head"))
+            await pilot.press("r")
+            await wait_for(pilot, lambda: monitor.view.status == "finished", what="finished")
+
+    asyncio.run(scenario())
+    monkeypatch.delenv("KFOLD_TEST_WRITE_DELAY")
+    assert main(["train", *tiny_args(*tiny_data, tmp_path / "ref", model="lstm", epochs=6)]) == 0
+    assert_same_run(tmp_path / "ref" / "r", run_dir, "lstm", folds=2)
+
+
+def test_the_app_killed_mid_run_leaves_the_run_going_and_a_new_app_attaches(
+    tiny_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    save = tmp_path / "save"
+    flags = " ".join(tiny_args(*tiny_data, save, epochs=30, model="lstm"))
+    env = {**ENV, "KFOLD_CACHE_DIR": os.environ["KFOLD_CACHE_DIR"], **SLOW_WRITES}
+    app_cmd = f"env NO_COLOR=1 TERM=xterm {sys.executable} -m engine {flags}"
+    first = Tmux(app_cmd, ROOT, env)
+    try:
+        first.wait_for("Ready: ctrl+s starts the run", timeout=60)
+        first.keys("C-s")
+        screen = first.wait_for("fold 1 running")
+        assert "status running (pid" in screen
+    finally:
+        first.close()  # the terminal and the app die; the run is in its own session
+    run_dir = save / "r"
+    pid = lock_holder(run_dir)
+    assert pid is not None, "the run died with the app"
+    before = len(events(run_dir))
+    second = Tmux(
+        f"env NO_COLOR=1 TERM=xterm {sys.executable} -m engine --model_save_dir {save}", ROOT, env
+    )
+    try:
+        runs = second.wait_for("1 run(s) in")
+        assert "running (live)" in runs
+        second.keys("Enter")
+        screen = second.wait_for("status finished", timeout=180)
+        assert "fold 2 finished" in screen and "epoch 30/30" in screen
+    finally:
+        second.close()
+    assert len(events(run_dir)) > before
