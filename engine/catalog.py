@@ -34,13 +34,18 @@ class RunEntry:
 
 
 def read_run_entry(path: Path) -> RunEntry:
-    folder = RunFolder(path)
     try:
-        m = folder.read_manifest()
+        return _entry(path, RunFolder(path).read_manifest())
     except RunError as exc:
-        return RunEntry(
-            path, path.name, "?", "unreadable", 0, 0, 0, None, None, "", None, {}, error=str(exc)
-        )
+        error = str(exc)
+    except (TypeError, ValueError, AttributeError) as exc:  # hand-edited values
+        error = f"{path / RUN_JSON}: damaged ({exc})"
+    return RunEntry(
+        path, path.name, "?", "unreadable", 0, 0, 0, None, None, "", None, {}, error=error
+    )
+
+
+def _entry(path: Path, m: dict[str, Any]) -> RunEntry:
     cfg = m.get("config", {})
     folds = m.get("folds", [])
     done = sum(1 for f in folds if f.get("status") in ("finished", "early_stopped"))
@@ -60,7 +65,7 @@ def read_run_entry(path: Path) -> RunEntry:
     keys = ("hidden_size", "num_layers", "nhead", "batch_size", "lr", "epochs", "seed")
     return RunEntry(
         path=path,
-        name=m.get("name", path.name),
+        name=path.name,  # the folder is what `kfold resume` takes
         model=cfg.get("model", "?"),
         status=status,
         folds_done=done,

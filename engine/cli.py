@@ -76,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return handlers[command](args)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
     except UserError as exc:
         _fail(str(exc))
         return exc.exit_code

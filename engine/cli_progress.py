@@ -50,7 +50,7 @@ class RichProgress:
         self.tasks: dict[int, TaskID] = {}
 
     def __enter__(self) -> RichProgress:
-        self.progress.start()
+        # The live display starts with the run: an error before it prints alone.
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -58,6 +58,8 @@ class RichProgress:
 
     def on_event(self, e: dict[str, Any]) -> None:
         kind = e["event"]
+        if not self.progress.live.is_started:
+            self.progress.start()
         if kind == "run_started":
             verb = "resuming" if e["resumed"] else "training"
             self.console.print(
@@ -186,7 +188,9 @@ def print_runs(root: Path, runs: list[RunEntry], loose: list[Path]) -> None:
     console = Console()
     table = Table(title=f"runs in {root}")
     for col in ("run", "model", "status", "folds", "CV val loss", "created"):
-        table.add_column(col)
+        # The run name is what `kfold resume` needs typed in full: never cut it.
+        table.add_column(col, no_wrap=col == "run", min_width=len(col))
+    table.columns[0].overflow = "fold"
     for r in runs:
         cv = (
             "-"

@@ -106,6 +106,9 @@ class RunFolder:
             raise RunError(f"{self.run_json}: unreadable ({exc}); the run cannot be used") from None
         if not isinstance(data, dict) or data.get("format_version") != RUN_FORMAT_VERSION:
             raise RunError(f"{self.run_json}: unknown run format; upgrade kfold-tui")
+        problem = _manifest_problem(data)
+        if problem:
+            raise RunError(f"{self.run_json}: damaged ({problem}); the run cannot be used")
         return data
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
@@ -143,6 +146,19 @@ class RunFolder:
             atomic_write_text(self.metrics_csv, out.getvalue())
 
 
+def _manifest_problem(m: dict[str, Any]) -> str | None:
+    """What is missing from a run.json, so damage is one line and not a KeyError later."""
+    for key, kind in (("name", str), ("config", dict), ("data", dict), ("folds", list)):
+        if not isinstance(m.get(key), kind):
+            return f"no valid {key!r}"
+    if not isinstance(m["data"].get("stems"), list):
+        return "no valid data stems"
+    for entry in m["folds"]:
+        if not isinstance(entry, dict) or not {"fold", "val_stems", "status"} <= entry.keys():
+            return "a fold entry lacks fold, val_stems or status"
+    return None
+
+
 def _csv_value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)  # repr round-trips the float exactly
@@ -166,9 +182,17 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        # An app probing liveness (lock_holder) holds a shared lock for microseconds; only
+        # a lock that persists for a second belongs to a live training process.
+        deadline = time.monotonic() + 1.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
             holder = os.pread(fd, 64, 0).decode(errors="replace").split()
             os.close(fd)
             pid = holder[0] if holder else "?"

@@ -198,3 +198,33 @@ def test_a_checkpoint_of_another_model_or_width_is_refused_with_the_reason(
         == 2
     )
     assert "takes 3 input columns, the data has 5" in capsys.readouterr().err
+
+
+def test_a_damaged_run_json_is_one_line_everywhere(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.catalog import list_runs
+
+    assert main(["train", *tiny_args(*tiny_data, tmp_path, epochs=1)]) == 0
+    (tmp_path / "r" / "run.json").write_text('{"format_version": 1}')
+    capsys.readouterr()
+    for argv in (["resume", str(tmp_path / "r")], ["eval", str(tmp_path / "r")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "damaged (no valid 'name')" in err, err
+    [entry] = list_runs(tmp_path)
+    assert entry.status == "unreadable" and "damaged" in (entry.error or "")
+    assert main(["ls", str(tmp_path)]) == 0
+
+
+def test_ctrl_c_during_eval_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import engine.evaluate
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.evaluate, "evaluate", interrupted)
+    assert main(["eval", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "kfold: error: interrupted\n"

@@ -93,6 +93,11 @@ def test_form_explains_invalid_values_and_refuses_to_start(
             _set(app, "k_folds", "9")
             await pilot.pause()
             assert _why(app, "k_folds") == "✗ only 8 sequences"
+            (tmp_path / "save" / "taken").mkdir(parents=True)
+            (tmp_path / "save" / "taken" / "run.json").write_text("{}")
+            _set(app, "run", "taken")
+            await pilot.pause()
+            assert _why(app, "run") == "✗ a run of this name exists; choose another"
             await pilot.press("ctrl+s")
             await pilot.pause()
             assert isinstance(app.screen, TrainFormScreen)
@@ -201,6 +206,8 @@ def test_browser_inspects_checkpoints_survives_corrupt_files_and_evaluates(
     save = tmp_path / "save"
     assert main(["train", *tiny_args(*tiny_data, save, epochs=2)]) == 0
     (save / "broken.pth").write_bytes(b"PK\x03\x04 not really a zip")
+    (save / "damaged").mkdir()
+    (save / "damaged" / "run.json").write_text('{"format_version": 1}')
     manifest = json.loads((save / "r" / "run.json").read_text())
 
     async def scenario() -> None:
@@ -219,6 +226,8 @@ def test_browser_inspects_checkpoints_survives_corrupt_files_and_evaluates(
             _select_path(app, save / "broken.pth")
             await wait_for(pilot, lambda: "✗" in text_of(detail), what="the corrupt file")
             assert "truncated or corrupt" in text_of(detail)
+            _select_path(app, save / "damaged")
+            await wait_for(pilot, lambda: "damaged" in text_of(detail), what="damaged run")
             _select_path(app, save / "r")
             await pilot.press("e")
             await wait_for(

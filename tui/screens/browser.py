@@ -163,7 +163,9 @@ class BrowserScreen(Screen[None]):
         target = self._eval_target()
         if target is None:
             return
-        default = {"predictions": str(self.kapp.save_dir / "predictions" / target.stem)}
+        run = self.selected_run()
+        where = (run / "predictions" / target.stem) if run else target.parent / "predictions"
+        default = {"predictions": str(where)}
 
         def chosen(values: dict[str, str] | None) -> None:
             if values:
@@ -203,6 +205,10 @@ class BrowserScreen(Screen[None]):
 
         def confirmed(yes: bool | None) -> None:
             if not yes:
+                return
+            late = lock_holder(run if run is not None else path.parent)
+            if late is not None:
+                self.notify(f"Process {late} started using this run; not deleted", severity="error")
                 return
             try:
                 shutil.rmtree(path) if run is not None else path.unlink()

@@ -16,9 +16,14 @@ from tui.runview import fmt_loss
 
 def run_details(path: Path) -> Table | str:
     try:
-        m = RunFolder(path).read_manifest()
+        return _run_grid(path, RunFolder(path).read_manifest())
     except RunError as exc:
         return f"✗ {exc}"
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited run.json
+        return f"✗ {path / 'run.json'}: damaged ({type(exc).__name__}: {exc})"
+
+
+def _run_grid(path: Path, m: dict[str, Any]) -> Table:
     entry = read_run_entry(path)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")

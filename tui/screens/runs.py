@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -26,6 +28,11 @@ def _status_text(r: RunEntry) -> str:
     if r.live_pid is not None:
         return f"{r.status} (live)"
     return r.status + (" (resumable)" if r.resumable else "")
+
+
+def _setting(r: RunEntry, key: str) -> str:
+    value = r.settings.get(key)
+    return "" if value is None else str(value)
 
 
 def _sort_key(name: str) -> Any:
@@ -78,11 +85,16 @@ class RunsScreen(Screen[None]):
         self.action_refresh()
 
     def action_refresh(self) -> None:
-        self.runs = sorted(
-            list_runs(self.kapp.save_dir),
-            key=_sort_key(self.sort_by),
-            reverse=self.sort_by == "created",
-        )
+        self.load_runs(self.kapp.save_dir)
+
+    @work(thread=True, exclusive=True, group="runs")
+    def load_runs(self, save_dir: Path) -> None:
+        # Reading every run.json (and probing its lock) can be slow on network disks.
+        runs = list_runs(save_dir)
+        self.app.call_from_thread(self.show_runs, runs)
+
+    def show_runs(self, runs: list[RunEntry]) -> None:
+        self.runs = sorted(runs, key=_sort_key(self.sort_by), reverse=self.sort_by == "created")
         table = self.query_one("#runs", DataTable)
         selected = self.selected()
         table.clear()
@@ -96,9 +108,9 @@ class RunsScreen(Screen[None]):
                 _status_text(r),
                 f"{r.folds_done}/{r.k_folds}",
                 cv,
-                str(r.settings.get("hidden_size", "")),
-                str(r.settings.get("num_layers", "")),
-                str(r.settings.get("lr", "")),
+                _setting(r, "hidden_size"),
+                _setting(r, "num_layers"),
+                _setting(r, "lr"),
                 r.created[:16].replace("T", " "),
                 key=r.name,
             )
@@ -118,7 +130,7 @@ class RunsScreen(Screen[None]):
 
     def action_sort(self) -> None:
         self.sort_by = SORTS[(SORTS.index(self.sort_by) + 1) % len(SORTS)]
-        self.action_refresh()
+        self.show_runs(self.runs)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open()

@@ -137,6 +137,13 @@ class TrainFormScreen(Screen[None]):
             and (out["k_folds"] > self.dataset_sequences)
         ):
             reasons.setdefault("k_folds", f"only {self.dataset_sequences} sequences")
+        if (
+            out.get("run")
+            and (
+                Path(str(out["model_save_dir"])).expanduser() / str(out["run"]) / "run.json"
+            ).exists()
+        ):
+            reasons.setdefault("run", "a run of this name exists; choose another")
         return out, reasons
 
     def refresh_checks(self) -> dict[str, str]:

@@ -13,6 +13,7 @@ class LossTable(DataTable[str]):
         self._folds: list[int] = []
         self._shown: dict[tuple[int, int], str] = {}
         self._last_epoch = 0
+        self._auto_row = 0
 
     def sync(self, view: RunView, cells: set[tuple[int, int]]) -> None:
         """Rewrite only the given (fold, epoch) cells; all of them when the folds change."""
@@ -26,6 +27,9 @@ class LossTable(DataTable[str]):
             for k in wanted:
                 self.add_column(f"fold {k}", key=f"f{k}")
             cells = {(k, e) for k in wanted for e in view.folds[k].val_history}
+        # Follow the epoch being trained unless the person moved the cursor to read back.
+        following = self.row_count == 0 or self.cursor_row == self._auto_row
+        newest: tuple[int, int] | None = None
         for k, epoch in sorted(cells, key=lambda c: (c[1], c[0])):
             f = view.folds.get(k)
             if f is None or epoch not in f.val_history:
@@ -38,6 +42,10 @@ class LossTable(DataTable[str]):
                 self._add_epoch_row(epoch)
             self.update_cell(row, f"f{k}", text)
             self._shown[(k, epoch)] = text
+            newest = max(newest or (k, epoch), (k, epoch))
+        if following and newest is not None:
+            self._auto_row = self.get_row_index(str(newest[1]))
+            self.move_cursor(row=self._auto_row)
 
     def _add_epoch_row(self, epoch: int) -> None:
         blank = [""] * len(self._folds)
