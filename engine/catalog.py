@@ -11,6 +11,23 @@ from typing import Any
 from engine.errors import RunError
 from engine.run import RUN_JSON, RunFolder, lock_holder
 
+# The headline fields of `kfold inspect`, in the order the CLI and the app show them
+# (here, not in checkpoint.py, so the app can name them without importing torch).
+INSPECT_FIELDS = (
+    "kind",
+    "model",
+    "fold",
+    "epoch",
+    "val_loss",
+    "best_val_loss",
+    "best_epoch",
+    "parameter_count",
+    "tensor_count",
+    "size_bytes",
+    "modified",
+    "path",
+)
+
 
 @dataclass(frozen=True)
 class RunEntry:

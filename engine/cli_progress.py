@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from engine.catalog import RunEntry, file_date
+from engine.catalog import INSPECT_FIELDS, RunEntry, file_date
 
 
 def _fmt(value: Any, digits: int = 5) -> str:
@@ -153,20 +153,7 @@ def print_inspect(info: dict[str, Any]) -> None:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    for key in (
-        "path",
-        "kind",
-        "model",
-        "fold",
-        "epoch",
-        "val_loss",
-        "best_val_loss",
-        "best_epoch",
-        "tensor_count",
-        "parameter_count",
-        "size_bytes",
-        "modified",
-    ):
+    for key in INSPECT_FIELDS:
         if key in info:
             head.add_row(key, _fmt(info[key], 6) if key != "parameter_count" else f"{info[key]:,}")
     if info.get("other_keys"):

@@ -12,7 +12,7 @@ from typing import Any
 from conftest import ENV, tiny_args
 from killrun import assert_same_run, events
 from textual.widgets import DataTable, Input, Select, Tree
-from tui_helpers import text_of, wait_for
+from tui_helpers import SLOW_WRITES, prefill, text_of, wait_for
 
 from engine.cli import main
 from tui.app import KfoldApp
@@ -22,25 +22,6 @@ from tui.screens.monitor import MonitorScreen
 from tui.screens.train_form import TrainFormScreen
 from tui.widgets.fold_panel import FoldPanel
 from tui.widgets.loss_table import LossTable
-
-SLOW_WRITES = {"KFOLD_TEST_WRITE_DELAY": "0.05", "KFOLD_TEST_WRITE_DELAY_MATCH": ""}
-
-
-def _prefill(tiny_data: tuple[Path, Path], save: Path, **extra: Any) -> dict[str, Any]:
-    return {
-        "input_dir": str(tiny_data[0]),
-        "label_dir": str(tiny_data[1]),
-        "model_save_dir": str(save),
-        "epochs": 2,
-        "k_folds": 2,
-        "hidden_size": 8,
-        "num_layers": 1,
-        "batch_size": 3,
-        "lr": 0.01,
-        "device": "cpu",
-        "run": "r",
-        **extra,
-    }
 
 
 def _set(app: KfoldApp, field: str, value: str) -> None:
@@ -68,7 +49,7 @@ def test_form_explains_invalid_values_and_refuses_to_start(
     tiny_data: tuple[Path, Path], tmp_path: Path
 ) -> None:
     async def scenario() -> None:
-        app = KfoldApp(_prefill(tiny_data, tmp_path / "save"))
+        app = KfoldApp(prefill(tiny_data, tmp_path / "save"))
         async with app.run_test(size=(100, 30)) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, TrainFormScreen))
             form = app.screen
@@ -114,7 +95,7 @@ def test_train_from_the_form_and_watch_it_finish(
     tiny_data: tuple[Path, Path], tmp_path: Path
 ) -> None:
     async def scenario() -> None:
-        app = KfoldApp(_prefill(tiny_data, tmp_path / "save"))
+        app = KfoldApp(prefill(tiny_data, tmp_path / "save"))
         async with app.run_test(size=(100, 30)) as pilot:
             form = app.screen
             assert isinstance(form, TrainFormScreen)
@@ -151,7 +132,7 @@ def test_stop_midway_then_resume_from_the_app_matches_an_uninterrupted_run(
         monkeypatch.setenv(key, value)
 
     async def scenario() -> None:
-        app = KfoldApp(_prefill(tiny_data, tmp_path / "save", epochs=4, model="gru"))
+        app = KfoldApp(prefill(tiny_data, tmp_path / "save", epochs=4, model="gru"))
         async with app.run_test(size=(100, 30)) as pilot:
             form = app.screen
             assert isinstance(form, TrainFormScreen)

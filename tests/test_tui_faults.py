@@ -8,13 +8,12 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import ENV, ROOT, tiny_args
 from killrun import assert_same_run, events
 from test_terminal import Tmux
-from tui_helpers import text_of, wait_for
+from tui_helpers import SLOW_WRITES, prefill, text_of, wait_for
 
 from engine.cli import main
 from engine.run import lock_holder
@@ -22,24 +21,6 @@ from tui.app import KfoldApp
 from tui.screens.monitor import MonitorScreen
 from tui.screens.train_form import TrainFormScreen
 from tui.widgets.fold_panel import FoldPanel
-
-SLOW_WRITES = {"KFOLD_TEST_WRITE_DELAY": "0.05", "KFOLD_TEST_WRITE_DELAY_MATCH": ""}
-
-
-def _prefill(tiny_data: tuple[Path, Path], save: Path, **extra: Any) -> dict[str, Any]:
-    return {
-        "input_dir": str(tiny_data[0]),
-        "label_dir": str(tiny_data[1]),
-        "model_save_dir": str(save),
-        "k_folds": 2,
-        "hidden_size": 8,
-        "num_layers": 1,
-        "batch_size": 3,
-        "lr": 0.01,
-        "device": "cpu",
-        "run": "r",
-        **extra,
-    }
 
 
 def test_training_killed_under_the_app_shows_interrupted_and_resumes(
@@ -50,7 +31,7 @@ def test_training_killed_under_the_app_shows_interrupted_and_resumes(
     run_dir = tmp_path / "save" / "r"
 
     async def scenario() -> None:
-        app = KfoldApp(_prefill(tiny_data, tmp_path / "save", epochs=6, model="lstm"))
+        app = KfoldApp(prefill(tiny_data, tmp_path / "save", epochs=6, model="lstm"))
         async with app.run_test(size=(60, 20)) as pilot:  # small, and resized below
             form = app.screen
             assert isinstance(form, TrainFormScreen)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from textual.pilot import Pilot
@@ -34,3 +36,25 @@ def text_of(widget: object) -> str:
     console = Console(width=200, record=True, no_color=True, file=io.StringIO())
     console.print(content)
     return console.export_text()
+
+
+# Pauses inside every atomic write, so that a stop or a kill lands mid-run.
+SLOW_WRITES = {"KFOLD_TEST_WRITE_DELAY": "0.05", "KFOLD_TEST_WRITE_DELAY_MATCH": ""}
+
+
+def prefill(tiny_data: tuple[Path, Path], save: Path, **extra: Any) -> dict[str, Any]:
+    """Form values for a run that takes seconds: what `kfold --flags` would pre-fill."""
+    return {
+        "input_dir": str(tiny_data[0]),
+        "label_dir": str(tiny_data[1]),
+        "model_save_dir": str(save),
+        "epochs": 2,
+        "k_folds": 2,
+        "hidden_size": 8,
+        "num_layers": 1,
+        "batch_size": 3,
+        "lr": 0.01,
+        "device": "cpu",
+        "run": "r",
+        **extra,
+    }

@@ -8,7 +8,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from engine.catalog import read_run_entry
+from engine.catalog import INSPECT_FIELDS, read_run_entry
 from engine.errors import RunError
 from engine.run import RunFolder
 from tui.runview import fmt_loss
@@ -58,20 +58,7 @@ def checkpoint_details(info: dict[str, Any]) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    for key in (
-        "kind",
-        "model",
-        "fold",
-        "epoch",
-        "val_loss",
-        "best_val_loss",
-        "best_epoch",
-        "parameter_count",
-        "tensor_count",
-        "size_bytes",
-        "modified",
-        "path",
-    ):
+    for key in INSPECT_FIELDS:
         value = info.get(key)
         if value is None:
             continue
