@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,7 @@ def resume(
     return _as_rank(cfg, lambda: resume_run(run_dir, stop, listener, overrides), stop)
 
 
-def _as_rank(cfg: TrainConfig, lead: Any, stop: threading.Event) -> RunOutcome:
+def _as_rank(cfg: TrainConfig, lead: Callable[[], RunOutcome], stop: threading.Event) -> RunOutcome:
     global _job
     _job = job = _Job(cfg)
     try:
