@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -157,8 +158,15 @@ def test_devices_sigint_stops_every_fold_resumable(
     assert_same_run(ref, save / "r", "lstm", folds=3)
 
 
-def _torchrun(args: list[str], port: int, *extra: str) -> subprocess.Popen[str]:
-    cmd = [*TORCHRUN, "--nproc_per_node", "2", "--master_port", str(port), *extra]
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _torchrun(args: list[str], *extra: str) -> subprocess.Popen[str]:
+    # A free port each time: a fixed one collides with another job on the same machine.
+    cmd = [*TORCHRUN, "--nproc_per_node", "2", "--master_port", str(_free_port()), *extra]
     return subprocess.Popen(
         [*cmd, "-m", "engine", *args],
         env=ENV,
@@ -176,7 +184,7 @@ def _torchrun_args(args: list[str]) -> list[str]:
 
 def test_torchrun_fold_split_equals_sequential(data3: tuple[Path, Path], tmp_path: Path) -> None:
     ref = _reference(data3, tmp_path / "ref")
-    proc = _torchrun(["train", *_torchrun_args(_args(data3, tmp_path / "tr"))], 29531)
+    proc = _torchrun(["train", *_torchrun_args(_args(data3, tmp_path / "tr"))])
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
     assert_same_run(ref, tmp_path / "tr" / "r", "lstm", folds=3)
@@ -189,7 +197,7 @@ def test_ddp_sigkill_of_one_rank_restarts_and_resumes_exactly(
     def args(save: Path) -> list[str]:
         return ["train", *_torchrun_args(tiny_args(*data3, save, model="lstm", epochs=4))]
 
-    proc = _torchrun([*args(tmp_path / "ref"), "--ddp"], 29532)
+    proc = _torchrun([*args(tmp_path / "ref"), "--ddp"])
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
     ref = tmp_path / "ref" / "r"
@@ -197,7 +205,7 @@ def test_ddp_sigkill_of_one_rank_restarts_and_resumes_exactly(
         (e["fold"], e["epoch"], e["kind"]) for e in events(ref) if e["event"] == "checkpoint_saved"
     ]
     assert len(saves) == len(set(saves)) == 2 * 4 * 2  # rank 0 alone writes
-    proc = _torchrun([*args(tmp_path / "kill"), "--ddp"], 29533)
+    proc = _torchrun([*args(tmp_path / "kill"), "--ddp"])
     run_dir = tmp_path / "kill" / "r"
     deadline = time.monotonic() + 120
     while not saved("last", 1, 2)(run_dir):
@@ -208,7 +216,7 @@ def test_ddp_sigkill_of_one_rank_restarts_and_resumes_exactly(
     proc.communicate(timeout=240)
     assert proc.returncode != 0  # torchrun tore the job down
     # The whole job again, as a scheduler (or torchrun --max_restarts) would start it.
-    proc = _torchrun(["resume", str(run_dir)], 29534)
+    proc = _torchrun(["resume", str(run_dir)])
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
     assert any(e["event"] == "run_started" and e["resumed"] for e in events(run_dir))
