@@ -14,7 +14,8 @@ like ``DistributedSampler`` deals (padded to a multiple of the world size, rank 
 every world_size-th index), so a resumed fold sees exactly the batches it would have.
 Only rank 0 writes; every rank restores from the same ``last_`` checkpoint. Dropout draws
 are reseeded per rank and epoch, so they do not depend on a torch RNG saved by one rank.
-A restarted job (torchrun ``--max_restarts``) continues the run instead of starting anew.
+A job that torchrun restarts (``--max_restarts``) resumes the run rather than refusing
+its existing name; relaunching with ``resume`` is the tested way back after a lost rank.
 """
 
 from __future__ import annotations
