@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_fold"]:
+        # A --devices worker, started by a `kfold train|resume` parent; not for people.
+        from engine.parallel import worker_main
+
+        return worker_main(argv[1:])
     args = build_parser().parse_args(argv)
     command = args.command or "tui"
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -116,27 +122,35 @@ class _StopOnSignal:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from engine.cli_progress import RichProgress
-    from engine.kfold import start_run
+    from engine import distributed
 
     cfg = config_from_args(args)
     stopper = _StopOnSignal()
     stopper.install()
-    with RichProgress() as progress:
-        outcome = start_run(cfg, stopper.event, progress.on_event)
-    progress.print_summary(outcome.manifest, outcome.status)
-    return stopper.exit_code(outcome.status)
+    return _report(lambda listener: distributed.start(cfg, stopper.event, listener), stopper)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from engine.cli_progress import RichProgress
-    from engine.resume import resume_run
+    from engine import distributed
 
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "run_dir")}
     stopper = _StopOnSignal()
     stopper.install()
+    return _report(
+        lambda listener: distributed.resume(args.run_dir, stopper.event, listener, overrides),
+        stopper,
+    )
+
+
+def _report(train: Callable[[Any], Any], stopper: _StopOnSignal) -> int:
+    """Progress and summary on the terminal; under torchrun only rank 0 reports."""
+    from engine import distributed
+    from engine.cli_progress import RichProgress
+
+    if not distributed.is_lead():
+        return stopper.exit_code(train(None).status)
     with RichProgress() as progress:
-        outcome = resume_run(args.run_dir, stopper.event, progress.on_event, overrides)
+        outcome = train(progress.on_event)
     progress.print_summary(outcome.manifest, outcome.status)
     return stopper.exit_code(outcome.status)
 

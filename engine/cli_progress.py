@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -90,7 +91,8 @@ class RichProgress:
                 self.progress.update(task, total=e["epochs_done"], completed=e["epochs_done"])
         elif kind in ("error", "log"):
             style = "red" if kind == "error" else "dim"
-            self.console.print(f"[{style}]{e['message']}[/]")
+            # Messages quote other software (gloo's "[file.cc:42]"), never our markup.
+            self.console.print(f"[{style}]{escape(str(e['message']))}[/]")
 
     def print_summary(self, manifest: dict[str, Any], status: str) -> None:
         table = Table(title=f"{manifest['name']}: {status}")

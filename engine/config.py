@@ -19,8 +19,10 @@ MODELS = ("mlp", "lstm", "gru", "transformer")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
-# Settings that `kfold resume` may change; every other difference is refused.
-RESUMABLE_CHANGES = ("epochs",)
+# Settings that `kfold resume` may change; every other difference is refused. Which devices
+# train the folds side by side does not change any fold's result.
+RESUMABLE_CHANGES = ("epochs", "devices")
+_DEVICE_LIST_RE = re.compile(r"^(auto|(cpu|cuda(:\d+)?)(,(cpu|cuda(:\d+)?))*)$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class TrainConfig:
     device: str = "auto"
     patience: int = 0
     run: str | None = None
+    devices: str = ""  # folds side by side, one process per device ("" = one process)
+    ddp: bool = False  # each fold data-parallel over the torchrun ranks
 
     def __post_init__(self) -> None:
         problems = validation_problems(self)
@@ -95,6 +99,13 @@ def validation_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
         "device",
         f"must be auto, cpu, cuda or cuda:N, got {cfg.device!r}",
     )
+    need(
+        isinstance(cfg.devices, str)
+        and (not cfg.devices or bool(_DEVICE_LIST_RE.match(cfg.devices))),
+        "devices",
+        f"must be auto or a list like cuda:0,cuda:1 or cpu,cpu, got {cfg.devices!r}",
+    )
+    need(isinstance(cfg.ddp, bool), "ddp", f"must be true or false, got {cfg.ddp!r}")
     need(bool(str(cfg.input_dir).strip()), "input_dir", "must not be empty")
     need(bool(str(cfg.label_dir).strip()), "label_dir", "must not be empty")
     need(bool(str(cfg.model_save_dir).strip()), "model_save_dir", "must not be empty")
@@ -128,10 +139,10 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, suppress: bool = Fal
     which compares them against the run's settings)."""
     d = TrainConfig()
 
-    def add(flag: str, **kw: object) -> None:
+    def add(*flags: str, **kw: object) -> None:
         if suppress:
             kw["default"] = argparse.SUPPRESS
-        parser.add_argument(flag, **kw)  # type: ignore[arg-type]
+        parser.add_argument(*flags, **kw)  # type: ignore[arg-type]
 
     add("--model", type=str, choices=MODELS, default=d.model)
     add("--input_dir", type=str, default=d.input_dir)
@@ -149,7 +160,23 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, suppress: bool = Fal
     add("--seed", type=int, default=d.seed, help="seeds folds, init and shuffling")
     add("--device", type=str, default=d.device, help="auto, cpu, cuda or cuda:N")
     add("--patience", type=int, default=d.patience, help="early stopping epochs (0 = off)")
-    add("--run", type=str, default=d.run, help="run folder name (default <model>-<time>)")
+    # --run_name too: torchrun's own parser reads --run as an abbreviation of its --run-path.
+    add(
+        "--run",
+        "--run_name",
+        type=str,
+        default=d.run,
+        help="run folder name (default <model>-<time>)",
+    )
+    add(
+        "--devices",
+        type=str,
+        default=d.devices,
+        metavar="LIST",
+        help="train folds side by side, one process per device: cuda:0,cuda:1 or cpu,cpu; "
+        "auto = every visible GPU",
+    )
+    add("--ddp", action="store_true", default=d.ddp, help="under torchrun: each fold on all ranks")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -10,6 +10,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,35 +223,7 @@ def train_folds(
         events.emit("log", message=f"removed {removed} temporary file(s) left by a killed process")
     status = "finished"
     try:
-        for entry in manifest["folds"]:
-            fold = entry["fold"]
-            try:
-                p = _run_fold(folder, cfg, ds, entry, device, events, stop)
-            except FoldFailed as exc:
-                status = "failed"
-                _set_fold(folder, fold, status="failed", error=str(exc))
-                events.emit("error", message=str(exc), fold=fold)
-                events.emit(
-                    "fold_finished",
-                    fold=fold,
-                    status="failed",
-                    best_val_loss=None,
-                    best_epoch=None,
-                    epochs_done=None,
-                )
-                continue
-            if p is None:
-                continue
-            done = "early_stopped" if p.early_stopped else "finished"
-            _set_fold(folder, fold, progress=p, epochs=cfg.epochs, status=done)
-            events.emit(
-                "fold_finished",
-                fold=fold,
-                status=done,
-                best_val_loss=p.best_val_loss,
-                best_epoch=p.best_epoch,
-                epochs_done=p.epoch,
-            )
+        status = _fold_runner(cfg)(folder, cfg, ds, manifest["folds"], device, events, stop)
     except Interrupted:
         status = "interrupted"
     except BaseException as exc:
@@ -286,6 +259,68 @@ def train_folds(
     return RunOutcome(folder.path, status, final)
 
 
+# (folder, cfg, ds, fold entries, device, events, stop) -> "finished" | "failed"
+FoldRunner = Callable[..., str]
+
+
+def train_entries(
+    folder: RunFolder,
+    cfg: TrainConfig,
+    ds: Dataset,
+    entries: list[dict[str, Any]],
+    device: torch.device,
+    events: EventLog,
+    stop: threading.Event,
+    trainer_cls: type[FoldTrainer] = FoldTrainer,
+) -> str:
+    """Train ``entries`` one after another: "failed" if one failed, else "finished"."""
+    status = "finished"
+    for entry in entries:
+        fold = entry["fold"]
+        try:
+            p = _run_fold(folder, cfg, ds, entry, device, events, stop, trainer_cls)
+        except FoldFailed as exc:
+            status = "failed"
+            _set_fold(folder, fold, status="failed", error=str(exc))
+            events.emit("error", message=str(exc), fold=fold)
+            events.emit(
+                "fold_finished",
+                fold=fold,
+                status="failed",
+                best_val_loss=None,
+                best_epoch=None,
+                epochs_done=None,
+            )
+            continue
+        if p is None:
+            continue
+        done = "early_stopped" if p.early_stopped else "finished"
+        _set_fold(folder, fold, progress=p, epochs=cfg.epochs, status=done)
+        events.emit(
+            "fold_finished",
+            fold=fold,
+            status=done,
+            best_val_loss=p.best_val_loss,
+            best_epoch=p.best_epoch,
+            epochs_done=p.epoch,
+        )
+    return status
+
+
+def _fold_runner(cfg: TrainConfig) -> FoldRunner:
+    """Sequential in this process, side by side on ``--devices``, or shared out over the
+    ranks of a torchrun job; every runner leaves the run-level bookkeeping to the caller."""
+    from engine import distributed
+
+    if cfg.devices:
+        from engine.parallel import train_on_devices
+
+        return train_on_devices
+    if distributed.world_size() > 1:
+        return distributed.train_on_ranks
+    return train_entries
+
+
 def _run_fold(
     folder: RunFolder,
     cfg: TrainConfig,
@@ -294,6 +329,7 @@ def _run_fold(
     device: torch.device,
     events: EventLog,
     stop: threading.Event,
+    trainer_cls: type[FoldTrainer] = FoldTrainer,
 ) -> FoldProgress | None:
     fold = entry["fold"]
     if entry["status"] in ("finished", "early_stopped"):
@@ -329,7 +365,7 @@ def _run_fold(
         train_size=len(train_set),
         val_size=len(val_set),
     )
-    trainer = FoldTrainer(
+    trainer = trainer_cls(
         cfg,
         model,
         optimizer,

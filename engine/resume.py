@@ -26,6 +26,7 @@ from engine.kfold import (
     resolve_device,
     train_folds,
 )
+from engine.parallel import wait_for_fold_workers
 from engine.run import Listener, RunFolder, RunLock
 
 
@@ -53,6 +54,8 @@ def resume_run(
         )
     resolve_device(cfg.device)
     with RunLock(folder.path):
+        # A fold worker of a killed --devices parent may still be finishing its batch.
+        wait_for_fold_workers(folder.path, len(manifest["folds"]))
         removed = remove_temp_files(folder.path)
         ds = load_training_data(cfg)
         _check_same_data(manifest, ds)
@@ -102,6 +105,7 @@ def _sync_from_checkpoints(folder: RunFolder, manifest: dict[str, Any], cfg: Tra
     """The ``last_`` checkpoints are the truth: rebuild metrics rows and fold status from
     them, since a kill may have landed after a checkpoint but before these files."""
     for entry in manifest["folds"]:
+        entry.pop("error", None)  # a fold that failed is retried; its old error is history
         state = load_last_checkpoint(folder, cfg, entry["fold"])
         if state is None:
             folder.replace_fold_metrics(entry["fold"], [])
