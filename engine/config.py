@@ -19,9 +19,9 @@ MODELS = ("mlp", "lstm", "gru", "transformer")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
-# Settings that `kfold resume` may change; every other difference is refused. Which devices
-# train the folds side by side does not change any fold's result.
-RESUMABLE_CHANGES = ("epochs", "devices")
+# Settings that `kfold resume` may change; every other difference is refused. Which device
+# (or devices, side by side) trains a fold changes where it runs, not what it computes.
+RESUMABLE_CHANGES = ("epochs", "device", "devices")
 _DEVICE_LIST_RE = re.compile(r"^(auto|(cpu|cuda(:\d+)?)(,(cpu|cuda(:\d+)?))*)$")
 
 

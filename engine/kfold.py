@@ -7,7 +7,6 @@ import math
 import os
 import socket
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from typing import Any
 import torch
 
 from engine import checkpoint as ck
-from engine.atomic import TMP_MARK, describe_os_error
+from engine.atomic import describe_os_error
 from engine.batches import SequenceSet
 from engine.config import TrainConfig
 from engine.data import Dataset, load_dataset
@@ -27,14 +26,14 @@ from engine.fit import FoldFailed, FoldProgress, FoldTrainer, Interrupted, resto
 from engine.folds import assign_folds, derive_seed
 from engine.models import build_model, parameter_count
 from engine.run import (
-    LOCK_FILE,
-    MANIFEST_LOCK_FILE,
     RUN_FORMAT_VERSION,
     EventLog,
     Listener,
     RunFolder,
     RunLock,
+    ensure_writable,
     now_iso,
+    only_lock_files,
 )
 
 
@@ -100,9 +99,9 @@ def start_run(
             f"{folder.path}: a run of this name exists; resume it with `kfold resume "
             f"{folder.path}` or choose another --run"
         )
-    if folder.path.exists() and not _only_lock_files(folder.path):
+    if folder.path.exists() and not only_lock_files(folder.path):
         raise RunError(f"{folder.path}: exists and is not a run folder; choose another --run")
-    _ensure_writable(save_dir)
+    ensure_writable(save_dir)
     folds = assign_folds(ds.stems, cfg.k_folds, cfg.seed)
     manifest = {
         "format_version": RUN_FORMAT_VERSION,
@@ -138,32 +137,6 @@ def start_run(
     with RunLock(folder.path):
         folder.write_manifest(manifest)
         return train_folds(folder, cfg, ds, stop, listener, resumed=False)
-
-
-def _ensure_writable(save_dir: Path) -> None:
-    try:
-        save_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"{save_dir}: cannot create the save folder ({exc.strerror})") from None
-    try:
-        probe_write(save_dir)
-    except OSError as exc:
-        raise RunError(
-            f"{save_dir}: save folder is not writable ({exc.strerror}); choose another "
-            "--model_save_dir"
-        ) from None
-
-
-def _only_lock_files(path: Path) -> bool:
-    return all(
-        p.name in (LOCK_FILE, MANIFEST_LOCK_FILE) or TMP_MARK in p.name for p in path.iterdir()
-    )
-
-
-def probe_write(folder: Path) -> None:
-    """Create and remove a file: catches read-only mounts that os.access misses for root."""
-    with tempfile.TemporaryFile(dir=folder):
-        pass
 
 
 def load_last_checkpoint(folder: RunFolder, cfg: TrainConfig, fold: int) -> dict[str, Any] | None:

@@ -45,8 +45,8 @@ def resume_run(
     changed = [d for d in config_differences(old, cfg) if d.split(":")[0] not in RESUMABLE_CHANGES]
     if changed:
         raise ConfigError(
-            f"cannot resume with changed settings ({'; '.join(changed)}); only --epochs and "
-            f"--device may change: start a new run with `kfold train` instead"
+            f"cannot resume with changed settings ({'; '.join(changed)}); only --epochs, "
+            f"--device and --devices may change: start a new run with `kfold train` instead"
         )
     if cfg.epochs < old.epochs:
         raise ConfigError(

@@ -42,12 +42,13 @@ import io
 import json
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import atomic_write_text
+from engine.atomic import TMP_MARK, atomic_write_text
 from engine.errors import RunError
 
 RUN_FORMAT_VERSION = 1
@@ -144,6 +145,32 @@ class RunFolder:
             for row in merged:
                 writer.writerow({k: _csv_value(row[k]) for k in METRICS_COLUMNS})
             atomic_write_text(self.metrics_csv, out.getvalue())
+
+
+def ensure_writable(save_dir: Path) -> None:
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{save_dir}: cannot create the save folder ({exc.strerror})") from None
+    try:
+        probe_write(save_dir)
+    except OSError as exc:
+        raise RunError(
+            f"{save_dir}: save folder is not writable ({exc.strerror}); choose another "
+            "--model_save_dir"
+        ) from None
+
+
+def only_lock_files(path: Path) -> bool:
+    return all(
+        p.name in (LOCK_FILE, MANIFEST_LOCK_FILE) or TMP_MARK in p.name for p in path.iterdir()
+    )
+
+
+def probe_write(folder: Path) -> None:
+    """Create and remove a file: catches read-only mounts that os.access misses for root."""
+    with tempfile.TemporaryFile(dir=folder):
+        pass
 
 
 def _manifest_problem(m: dict[str, Any]) -> str | None:

@@ -86,12 +86,12 @@ def test_a_failing_checkpoint_write_keeps_the_previous_file_and_resume_recovers(
 def test_a_read_only_save_folder_is_refused_before_training(
     tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine import kfold
+    from engine import run
 
     def refuse(folder: Path) -> None:
         raise OSError(errno.EROFS, "Read-only file system", str(folder))
 
-    monkeypatch.setattr(kfold, "probe_write", refuse)
+    monkeypatch.setattr(run, "probe_write", refuse)
     with pytest.raises(RunError, match="save folder is not writable"):
         start_run(_cfg(tiny_data, tmp_path / "ro"), threading.Event())
     assert not (tmp_path / "ro" / "r").exists()

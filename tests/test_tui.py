@@ -37,7 +37,11 @@ def _run(coro: Any) -> None:
 
 
 async def _finished(pilot: Any, app: KfoldApp, status: str = "finished") -> MonitorScreen:
-    await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="the monitor")
+    try:
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="the monitor")
+    except AssertionError as exc:
+        shown = [text_of(w) for w in app.screen.query("#form-status, #dataset")]
+        raise AssertionError(f"{exc}; on {app.screen}: {shown}") from None
     monitor = app.screen
     assert isinstance(monitor, MonitorScreen)
     await wait_for(pilot, lambda: monitor.view.status == status, what=f"status {status}")

@@ -39,6 +39,7 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("seed", "int", ""),
     ("patience", "int", "early stopping, 0 = off"),
     ("device", "text", "auto, cpu, cuda, cuda:N"),
+    ("devices", "list", "folds side by side: cuda:0,cuda:1"),
     ("run", "text", "blank: <model>-<date>-<time>"),
 )
 DATA_FIELDS = ("input_dir", "label_dir")
@@ -57,6 +58,7 @@ def parse_field(kind: str, text: str) -> tuple[Any, str | None]:
             return float(text), None
         except ValueError:
             return text, "must be a number"
+    # "text" fields fall back to their default when blank; a "list" stays an empty list.
     return (text or None) if kind == "text" else text, None
 
 
