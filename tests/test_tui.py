@@ -75,6 +75,10 @@ def test_form_explains_invalid_values_and_refuses_to_start(
             await pilot.pause()
             assert form.query_one("#row-nhead").display
             assert _why(app, "nhead") == "✗ hidden_size 10 must be divisible by nhead 4"
+            _set(app, "devices", "tpu,tpu")
+            await pilot.pause()
+            assert _why(app, "devices").startswith("✗ must be auto or a list like")
+            _set(app, "devices", "")
             _set(app, "k_folds", "9")
             await pilot.pause()
             assert _why(app, "k_folds") == "✗ only 8 sequences"
