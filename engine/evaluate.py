@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from engine import checkpoint as ck
-from engine.batches import SequenceSet
+from engine.batches import SequenceSet, length_order
 from engine.checkpoint import atomic_write_text
 from engine.config import TrainConfig
 from engine.data import Dataset, load_dataset
@@ -148,7 +148,7 @@ def _score(
     sub = ds.subset(m.stems)
     data = SequenceSet(sub.inputs, sub.labels, cfg.max_seq_len)
     sums: ErrorSums | None = None
-    for batch in data.batches(range(len(data)), cfg.batch_size, device):
+    for batch in data.batches(length_order(data.lengths), cfg.batch_size, device):
         out = m.model(batch.x, batch.mask)
         part = masked_error_sums(out, batch.y, batch.mask)
         if sums is None:

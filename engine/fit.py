@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from engine import checkpoint as ck
-from engine.batches import SequenceSet, shuffled_order
+from engine.batches import SequenceSet, epoch_batches, length_order
 from engine.config import TrainConfig
 from engine.loss import ErrorSums, masked_error_sums
 from engine.models import SequenceModel
@@ -150,10 +150,12 @@ class FoldTrainer:
 
     def _train_epoch(self) -> ErrorSums:
         self.model.train()
-        order = shuffled_order(len(self.train_set), self.generator)
+        cfg = self.cfg
+        groups = epoch_batches(self.train_set.lengths, cfg.batch_size, self.generator, cfg.batching)
         sums = _zero_sums(self.device)
-        for batch in self.train_set.batches(order, self.cfg.batch_size, self.device):
+        for idx in groups:
             self._check_stop()
+            batch = self.train_set.batch(idx, self.device)
             self.optimizer.zero_grad(set_to_none=True)
             pred = self.model(batch.x, batch.mask)
             batch_sums = masked_error_sums(pred, batch.y, batch.mask)
@@ -202,7 +204,7 @@ def evaluate_sums(
 ) -> ErrorSums:
     model.eval()
     sums = _zero_sums(device)
-    for batch in data.batches(range(len(data)), batch_size, device):
+    for batch in data.batches(length_order(data.lengths), batch_size, device):
         sums += masked_error_sums(model(batch.x, batch.mask), batch.y, batch.mask)
     return sums
 

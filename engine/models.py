@@ -17,7 +17,17 @@ from engine.errors import ConfigError
 
 
 class SequenceModel(nn.Module):
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # pragma: no cover - interface
+    # Set from --amp by build_model. A plain attribute, not a buffer, so checkpoints are the
+    # same either way, and every caller (fit, eval) gets the same numerics without knowing.
+    autocast: bool = False
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        if self.autocast:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                return self.compute(x, mask)
+        return self.compute(x, mask)
+
+    def compute(self, x: Tensor, mask: Tensor) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -34,7 +44,7 @@ class MLP(SequenceModel):
         blocks.append(nn.Linear(width, n_out))
         self.net = nn.Sequential(*blocks)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def compute(self, x: Tensor, mask: Tensor) -> Tensor:
         return self.net(x)
 
 
@@ -46,7 +56,7 @@ class _Recurrent(SequenceModel):
         self.rnn = self.rnn_type(n_in, hidden, num_layers=layers, batch_first=True)
         self.head = nn.Linear(hidden, n_out)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def compute(self, x: Tensor, mask: Tensor) -> Tensor:
         out, _ = self.rnn(x)
         return self.head(out)
 
@@ -102,13 +112,19 @@ class Transformer(SequenceModel):
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Linear(hidden, n_out)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def compute(self, x: Tensor, mask: Tensor) -> Tensor:
         h = self.pos(self.proj(x))
         h = self.encoder(h, src_key_padding_mask=~mask)
         return self.head(h)
 
 
 def build_model(cfg: TrainConfig, n_features: int, n_targets: int) -> SequenceModel:
+    model = _build(cfg, n_features, n_targets)
+    model.autocast = cfg.amp
+    return model
+
+
+def _build(cfg: TrainConfig, n_features: int, n_targets: int) -> SequenceModel:
     hidden, layers = cfg.hidden_size, cfg.num_layers
     if cfg.model == "mlp":
         return MLP(n_features, n_targets, hidden, layers)

@@ -14,7 +14,7 @@
 
   ==================  ===========================================================
   run_started         pid, host, resumed, device, device_name, folds, epochs,
-                      model, sequences, parameters
+                      model, sequences, parameters, threads
   fold_started        fold, epochs, start_epoch, train_size, val_size
   epoch_ended         fold, epoch, epochs, train_loss, val_loss, best_val_loss,
                       best_epoch, is_best, lr, seconds, gpu_memory_bytes (cuda only)
