@@ -42,6 +42,7 @@ import io
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -210,16 +211,20 @@ class EventLog:
         self.run = run
         self.listener = listener
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # Epoch-boundary events come from the checkpoint saver's thread (engine.saver);
+        # the lock keeps file order and listener calls one at a time.
+        self._lock = threading.Lock()
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
-        record = {"event": event, "time": round(time.time(), 3), "run": self.run, **fields}
-        line = json.dumps(record, default=str) + "\n"
-        # Events are a live view; a full disk must not end training on its own.
-        with contextlib.suppress(OSError):
-            os.write(self._fd, line.encode("utf-8"))
-        if self.listener is not None:
-            self.listener(record)
-        return record
+        with self._lock:
+            record = {"event": event, "time": round(time.time(), 3), "run": self.run, **fields}
+            line = json.dumps(record, default=str) + "\n"
+            # Events are a live view; a full disk must not end training on its own.
+            with contextlib.suppress(OSError):
+                os.write(self._fd, line.encode("utf-8"))
+            if self.listener is not None:
+                self.listener(record)
+            return record
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
