@@ -46,7 +46,7 @@ class TrainConfig:
     patience: int = 0
     run: str | None = None
     batching: str = "bucket"
-    threads: int = 0  # torch CPU threads; 0 = auto (the CPUs this process may use)
+    threads: int = 0  # torch CPU threads; 0 = auto (usable CPUs less one, see threads.py)
     amp: bool = False  # bf16 autocast (meant for CUDA)
 
     def __post_init__(self) -> None:

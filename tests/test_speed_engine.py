@@ -52,10 +52,13 @@ def test_auto_threads_count_usable_cpus_not_host_cores(
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(th.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     monkeypatch.setattr(th, "cgroup_cpu_quota", lambda: None)
-    assert th.resolve_threads(0) == th.usable_cpus() == 4
-    assert th.resolve_threads(3) == 3
-    monkeypatch.setattr(th, "cgroup_cpu_quota", lambda: 1.5)  # a 1.5-CPU container
-    assert th.resolve_threads(0) == 1
+    assert th.usable_cpus() == 4
+    assert th.resolve_threads(0) == 3  # one CPU left to the app and the rest
+    assert th.resolve_threads(4) == 4
+    monkeypatch.setattr(th, "cgroup_cpu_quota", lambda: 2.5)  # a 2.5-CPU container
+    assert th.usable_cpus() == 2 and th.resolve_threads(0) == 1
+    monkeypatch.setattr(th, "cgroup_cpu_quota", lambda: 0.5)
+    assert th.usable_cpus() == 1 and th.resolve_threads(0) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert th.resolve_threads(0) == 3
     monkeypatch.undo()
