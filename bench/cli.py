@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -106,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["seconds"] = time.perf_counter() - started
+    results["load_avg_at_end"] = os.getloadavg()[0]
     results["targets"] = targets(results)
     table = render(results)
     Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

@@ -10,6 +10,7 @@ of medians.
 from __future__ import annotations
 
 import copy
+import os
 import statistics
 import sys
 import time
@@ -114,9 +115,11 @@ def compare(
     }
     names = list(contenders)
     times: dict[str, list[float]] = {name: [] for name in names}
+    loads: list[float] = []
     for r in range(plan.warmup + plan.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
+            loads.append(os.getloadavg()[0])
             started = time.perf_counter()
             contenders[name]()
             seconds = time.perf_counter() - started
@@ -139,6 +142,8 @@ def compare(
             chunked(shuffled_order(len(train_set), torch.Generator().manual_seed(0)), batch_size),
         ),
         "times_s": times,
+        # The 1-minute load average before each epoch: other work on the machine shows here.
+        "load_avg": statistics.median(loads),
     }
     if batch_size == TrainConfig().batch_size:
         costs = engine.checkpoint_costs(plan.checkpoint_repeats)

@@ -40,6 +40,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "device": "cpu",
         "platform": platform.platform(),
+        "load_avg_at_start": os.getloadavg()[0],
     }
 
 
@@ -78,7 +79,9 @@ def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines.append(
         f"Machine: {m['cpu']}, {m['usable_cpus']} usable CPUs, torch {m['torch']} "
-        f"with {m['torch_threads']} threads, device {m['device']}, Python {m['python']}"
+        f"with {m['torch_threads']} threads, device {m['device']}, Python {m['python']}; "
+        f"1-minute load average {m['load_avg_at_start']:.1f} at the start"
+        + (f", {results['load_avg_at_end']:.1f} at the end" if "load_avg_at_end" in results else "")
     )
     lines.append("")
     epochs = results.get("epochs", [])
@@ -91,14 +94,14 @@ def render(results: dict[str, Any]) -> str:
             f"{plan['num_layers']} layers:",
             "",
             "| model | batch | engine s | seed s | bare s | engine/seed | engine/bare "
-            "| padding bucket / shuffle |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| padding bucket / shuffle | load |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in epochs:
             lines.append(
                 f"| {r['model']} | {r['batch_size']} | {r['engine_s']:.3f} | {r['seed_s']:.3f} "
                 f"| {r['bare_s']:.3f} | {r['engine_vs_seed']:.3f} | {r['engine_vs_bare']:.3f} "
-                f"| {r['padding_bucket']:.0%} / {r['padding_shuffle']:.0%} |"
+                f"| {r['padding_bucket']:.0%} / {r['padding_shuffle']:.0%} | {r['load_avg']:.1f} |"
             )
         lines.append("")
         ck_rows = [r for r in epochs if "checkpoint" in r]
