@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from engine.attention import EncoderLayer
 from engine.config import TrainConfig
 from engine.errors import ConfigError
 
@@ -100,13 +101,8 @@ class Transformer(SequenceModel):
             raise ConfigError(f"--hidden_size {hidden} must be divisible by --nhead {nhead}")
         self.proj = nn.Linear(n_in, hidden)
         self.pos = PositionalEncoding(hidden)
-        layer = nn.TransformerEncoderLayer(
-            d_model=hidden,
-            nhead=nhead,
-            dim_feedforward=4 * hidden,
-            dropout=0.1,
-            batch_first=True,
-        )
+        # nn.TransformerEncoderLayer with cheaper dropout masks on CPU (engine.attention).
+        layer = EncoderLayer(d_model=hidden, nhead=nhead, dim_feedforward=4 * hidden, dropout=0.1)
         # Nested tensors would hand back zeros at padded steps only in eval; keeping the
         # dense path makes train and eval outputs share one layout.
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)

@@ -149,3 +149,35 @@ def test_amp_runs_the_model_under_bf16_autocast(
     outcome = start_run(cfg, threading.Event())
     assert outcome.status == "finished"
     assert outcome.manifest["summary"]["cv_mean"] is not None
+
+
+def test_encoder_layer_computes_what_the_stock_layer_does() -> None:
+    from torch import nn
+
+    from engine.attention import EncoderLayer, _attention, keep_mask
+
+    torch.manual_seed(0)
+    stock = nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(16, 2, 32, 0.1, batch_first=True), 2, enable_nested_tensor=False
+    )
+    ours = nn.TransformerEncoder(EncoderLayer(16, 2, 32, 0.1), 2, enable_nested_tensor=False)
+    ours.load_state_dict(stock.state_dict())  # same parameters, same names
+    x = torch.randn(3, 20, 16)
+    pad = torch.arange(20)[None] >= torch.tensor([20, 11, 3])[:, None]
+    stock.eval()
+    ours.eval()
+    with torch.no_grad():  # eval: the stock layer itself, fused path included
+        assert torch.equal(stock(x, src_key_padding_mask=pad), ours(x, src_key_padding_mask=pad))
+    mha = stock.layers[0].self_attn
+    want = mha(x, x, x, key_padding_mask=pad, need_weights=False)[0]
+    float_pad = torch.zeros(3, 20).masked_fill(pad, float("-inf"))
+    for mask in (pad, float_pad):  # training attention with (almost) no dropout
+        torch.testing.assert_close(_attention(mha, x, mask, 1e-12), want)
+    dropped = 1 - keep_mask(torch.Size([400, 1000]), 0.1).float().mean().item()
+    assert abs(dropped - 0.1) < 0.003
+    # Training draws from the global generator, so a saved RNG state replays it exactly.
+    ours.train()
+    torch.manual_seed(5)
+    a = ours(x, src_key_padding_mask=pad)
+    torch.manual_seed(5)
+    assert torch.equal(a, ours(x, src_key_padding_mask=pad))
