@@ -1,7 +1,7 @@
 """Every training setting in one frozen dataclass, built from argparse and validated.
 
 The seed script's flags keep their names and defaults; ``--seed``, ``--device``,
-``--patience`` and ``--run`` are added.
+``--patience``, ``--run``, ``--batching``, ``--threads`` and ``--amp`` are added.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from typing import Any
 from engine.errors import ConfigError
 
 MODELS = ("mlp", "lstm", "gru", "transformer")
+# bucket: sequences of similar length share a batch (little padding); shuffle: the seed's.
+BATCHING = ("bucket", "shuffle")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 # Settings that `kfold resume` may change; every other difference is refused. Which device
-# (or devices, side by side) trains a fold changes where it runs, not what it computes.
-RESUMABLE_CHANGES = ("epochs", "device", "devices")
+# (or devices, side by side) trains a fold changes where it runs, not what it computes; the
+# thread count belongs to the machine (bit-for-bit resume on CPU needs the same count).
+RESUMABLE_CHANGES = ("epochs", "device", "devices", "threads")
 _DEVICE_LIST_RE = re.compile(r"^(auto|(cpu|cuda(:\d+)?)(,(cpu|cuda(:\d+)?))*)$")
 
 
@@ -46,6 +49,9 @@ class TrainConfig:
     run: str | None = None
     devices: str = ""  # folds side by side, one process per device ("" = one process)
     ddp: bool = False  # each fold data-parallel over the torchrun ranks
+    batching: str = "bucket"
+    threads: int = 0  # torch CPU threads; 0 = auto (usable CPUs less one, see threads.py)
+    amp: bool = False  # bf16 autocast (meant for CUDA)
 
     def __post_init__(self) -> None:
         problems = validation_problems(self)
@@ -88,6 +94,9 @@ def validation_problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     need(_is_int(cfg.k_folds) and cfg.k_folds >= 2, "k_folds", "must be a whole number >= 2")
     need(_is_int(cfg.patience) and cfg.patience >= 0, "patience", "must be >= 0 (0 = off)")
     need(_is_int(cfg.seed) and cfg.seed >= 0, "seed", "must be a whole number >= 0")
+    need(_is_int(cfg.threads) and cfg.threads >= 0, "threads", "must be >= 0 (0 = auto)")
+    need(cfg.batching in BATCHING, "batching", f"must be one of {', '.join(BATCHING)}")
+    need(isinstance(cfg.amp, bool), "amp", f"must be true or false, got {cfg.amp!r}")
     need(_is_number(cfg.lr) and 0 < cfg.lr < 10, "lr", f"must be > 0 and < 10, got {cfg.lr!r}")
     need(
         _is_number(cfg.alpha) and 0 <= cfg.alpha <= 1,
@@ -177,6 +186,15 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, suppress: bool = Fal
         "auto = every visible GPU",
     )
     add("--ddp", action="store_true", default=d.ddp, help="under torchrun: each fold on all ranks")
+    add(
+        "--batching",
+        type=str,
+        choices=BATCHING,
+        default=d.batching,
+        help="bucket: similar lengths batched together (less padding); shuffle: plain shuffle",
+    )
+    add("--threads", type=int, default=d.threads, help="torch CPU threads (0 = auto)")
+    add("--amp", action="store_true", default=d.amp, help="bf16 autocast (for CUDA)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

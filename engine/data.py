@@ -11,8 +11,10 @@ import contextlib
 import hashlib
 import json
 import os
+import struct
 import tempfile
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,9 +127,9 @@ def load_dataset(
     cache_path = _cache_path(in_dir, lab_dir) if use_cache else None
     if cache_path is not None and (cached := _read_cache(cache_path, key, stems)) is not None:
         return cached
-    ds, blocks = _parse_all(stems, in_files, lab_files)
+    ds = _parse_all(stems, in_files, lab_files)
     if cache_path is not None:
-        _write_cache(cache_path, key, ds, blocks)
+        _write_cache(cache_path, key, ds)
     return ds
 
 
@@ -136,9 +138,14 @@ def load_dataset(
 
 class _File(NamedTuple):
     name: str
-    path: Path
+    folder: Path
     size: int
     mtime_ns: int
+
+    @property
+    def path(self) -> Path:
+        # Made on use: building a Path per file costs more than the listing of a cached load.
+        return self.folder / self.name
 
 
 def _list_folder(folder: Path, kind: str) -> dict[str, _File]:
@@ -159,14 +166,13 @@ def _list_folder(folder: Path, kind: str) -> dict[str, _File]:
             if suffix.lower() not in _SUFFIXES or not entry.is_file():
                 ignored.append(entry.name)
                 continue
-            path = folder / entry.name
             if stem in found:
                 raise data_error(
-                    f"{found[stem].path} and {path} are both sequence {stem!r}; "
-                    "keep only one of the two files"
+                    f"{found[stem].path} and {folder / entry.name} are both sequence "
+                    f"{stem!r}; keep only one of the two files"
                 )
             st = entry.stat()
-            found[stem] = _File(entry.name, path, st.st_size, st.st_mtime_ns)
+            found[stem] = _File(entry.name, folder, st.st_size, st.st_mtime_ns)
     except OSError as exc:
         raise data_error(f"{kind} folder {folder}: cannot list it ({os_reason(exc)})") from exc
     if not found:
@@ -235,7 +241,7 @@ _Blocks = tuple[np.ndarray, np.ndarray, np.ndarray]  # all inputs, all labels, l
 
 def _parse_all(
     stems: list[str], in_files: dict[str, _File], lab_files: dict[str, _File]
-) -> tuple[Dataset, _Blocks]:
+) -> Dataset:
     in_cols, lab_cols = _Columns("input"), _Columns("label")
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
@@ -252,22 +258,20 @@ def _parse_all(
             )
         xs.append(x)
         ys.append(y)
-    lengths = np.array([len(x) for x in xs], dtype=np.int64)
-    # One block per side, as the cache stores it. Freeing each list right after its
-    # concatenation keeps the peak near two copies of one side, not of everything.
-    x_all = np.concatenate(xs)
-    xs.clear()
-    y_all = np.concatenate(ys)
-    ys.clear()
-    blocks = (x_all, y_all, lengths)
-    return _assemble(stems, blocks, in_cols.final("x"), lab_cols.final("y")), blocks
+    # The per-file arrays are kept as they are: joining them into one block would hold
+    # the data twice at the peak of the load. The cache is written from them part by part.
+    cols = (in_cols.final("x"), lab_cols.final("y"))
+    return Dataset(tuple(stems), tuple(xs), tuple(ys), *cols, _fingerprint(stems, xs, ys))
 
 
 def _assemble(stems: Sequence[str], blocks: _Blocks, *columns: tuple[str, ...]) -> Dataset:
-    """Views into the two blocks (no per-sequence copies), alike for parsed and cached data."""
+    """Views into the two cached blocks (no per-sequence copies)."""
     x_all, y_all, lengths = blocks
-    cuts = np.cumsum(lengths)[:-1]
-    xs, ys = tuple(np.split(x_all, cuts)), tuple(np.split(y_all, cuts))
+    ends = np.cumsum(lengths).tolist()
+    spans = list(zip([0, *ends[:-1]], ends, strict=True))
+    # Plain slices: np.split costs several times more per sequence, and a cached load is
+    # mostly per-sequence overhead.
+    xs, ys = tuple(x_all[a:b] for a, b in spans), tuple(y_all[a:b] for a, b in spans)
     return Dataset(tuple(stems), xs, ys, *columns, _fingerprint(stems, xs, ys))
 
 
@@ -275,11 +279,22 @@ def _fingerprint(stems: Sequence[str], xs: Sequence[np.ndarray], ys: Sequence[np
     h = hashlib.sha256(b"kfold-tui dataset v1\0")
     for stem, x, y in zip(stems, xs, ys, strict=True):
         h.update(stem.encode("utf-8", "surrogateescape") + b"\0")
-        h.update(np.array([*x.shape, *y.shape], dtype="<i8").tobytes())
-        # A fixed byte order, so equal values hash equally on any machine.
-        h.update(np.ascontiguousarray(x, dtype="<f4").data)
-        h.update(np.ascontiguousarray(y, dtype="<f4").data)
+        shape = (*x.shape, *y.shape)
+        h.update(struct.pack(f"<{len(shape)}q", *shape))
+        h.update(_le_f4(x))
+        h.update(_le_f4(y))
     return h.hexdigest()
+
+
+_LE_F4 = np.dtype("<f4")
+
+
+def _le_f4(a: np.ndarray) -> np.ndarray:
+    """The array as little-endian float32 bytes, so equal values hash equally on any
+    machine; without a copy when it already is (the usual case)."""
+    if a.dtype == _LE_F4 and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a, dtype=_LE_F4)
 
 
 # --- cache ---------------------------------------------------------------------------------
@@ -317,7 +332,7 @@ def _read_cache(path: Path, key: dict[str, Any], stems: list[str]) -> Dataset | 
     return ds if ds.fingerprint == meta["fingerprint"] else None
 
 
-def _write_cache(path: Path, key: dict[str, Any], ds: Dataset, blocks: _Blocks) -> None:
+def _write_cache(path: Path, key: dict[str, Any], ds: Dataset) -> None:
     """Atomically replace the cache file; any failure just leaves the cache out."""
     meta = {"key": key, "stems": list(ds.stems), "fingerprint": ds.fingerprint}
     meta.update(input_columns=list(ds.input_columns), label_columns=list(ds.label_columns))
@@ -332,8 +347,13 @@ def _write_cache(path: Path, key: dict[str, Any], ds: Dataset, blocks: _Blocks) 
                     old.unlink()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
-            x_all, y_all, lengths = blocks
-            np.savez(fh, inputs=x_all, labels=y_all, lengths=lengths, meta=meta_bytes)
+            # The layout of np.savez (what _read_cache loads), written without ever
+            # joining the per-sequence arrays into one block in memory.
+            with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                _write_npy(zf, "inputs", ds.inputs)
+                _write_npy(zf, "labels", ds.labels)
+                _write_npy(zf, "lengths", [ds.lengths])
+                _write_npy(zf, "meta", [meta_bytes])
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -344,3 +364,17 @@ def _write_cache(path: Path, key: dict[str, Any], ds: Dataset, blocks: _Blocks) 
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def _write_npy(zf: zipfile.ZipFile, name: str, parts: Sequence[np.ndarray]) -> None:
+    """One ``.npy`` member holding ``parts`` joined along their first axis."""
+    shape = (sum(len(p) for p in parts), *parts[0].shape[1:])
+    header = {
+        "descr": np.lib.format.dtype_to_descr(parts[0].dtype),
+        "fortran_order": False,
+        "shape": shape,
+    }
+    with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        for part in parts:
+            fh.write(np.ascontiguousarray(part, dtype=parts[0].dtype).data)

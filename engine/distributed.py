@@ -302,9 +302,11 @@ class DDPFoldTrainer(FoldTrainer):
         if flag.item():
             raise Interrupted
 
-    def _save(self, kind: str, val_loss: float) -> None:
+    def _persist(
+        self, payloads: dict[str, dict[str, Any]], history: list[dict[str, Any]], ended: dict
+    ) -> None:
         if rank() == 0:
-            super()._save(kind, val_loss)
+            super()._persist(payloads, history, ended)
 
 
 class _ReadOnlyFolder(RunFolder):

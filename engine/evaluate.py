@@ -17,7 +17,7 @@ import torch
 
 from engine import checkpoint as ck
 from engine.atomic import atomic_write_text
-from engine.batches import SequenceSet
+from engine.batches import SequenceSet, length_order
 from engine.config import TrainConfig
 from engine.data import Dataset, load_dataset
 from engine.errors import CheckpointError, DataError, RunError, UserError
@@ -144,7 +144,7 @@ def _score(
     sub = ds.subset(m.stems)
     data = SequenceSet(sub.inputs, sub.labels, cfg.max_seq_len)
     sums: ErrorSums | None = None
-    for batch in data.batches(range(len(data)), cfg.batch_size, device):
+    for batch in data.batches(length_order(data.lengths), cfg.batch_size, device):
         out = m.model(batch.x, batch.mask)
         part = masked_error_sums(out, batch.y, batch.mask)
         if sums is None:

@@ -35,6 +35,7 @@ from engine.run import (
     now_iso,
     only_lock_files,
 )
+from engine.threads import resolve_threads, torch_threads
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,20 @@ def train_folds(
     resumed: bool,
     removed: int = 0,
 ) -> RunOutcome:
+    with torch_threads(resolve_threads(cfg.threads)) as threads:
+        return _train_folds(folder, cfg, ds, stop, listener, resumed, removed, threads)
+
+
+def _train_folds(
+    folder: RunFolder,
+    cfg: TrainConfig,
+    ds: Dataset,
+    stop: threading.Event,
+    listener: Listener | None,
+    resumed: bool,
+    removed: int,
+    threads: int,
+) -> RunOutcome:
     device = resolve_device(cfg.device)
     manifest = folder.read_manifest()
     events = EventLog(folder.events_jsonl, folder.name, listener)
@@ -191,6 +206,7 @@ def train_folds(
         model=cfg.model,
         sequences=len(ds.stems),
         parameters=parameter_count(probe),
+        threads=threads,
     )
     if removed:
         events.emit("log", message=f"removed {removed} temporary file(s) left by a killed process")

@@ -12,12 +12,23 @@ import math
 import torch
 from torch import Tensor, nn
 
+from engine.attention import EncoderLayer
 from engine.config import TrainConfig
 from engine.errors import ConfigError
 
 
 class SequenceModel(nn.Module):
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # pragma: no cover - interface
+    # Set from --amp by build_model. A plain attribute, not a buffer, so checkpoints are the
+    # same either way, and every caller (fit, eval) gets the same numerics without knowing.
+    autocast: bool = False
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        if self.autocast:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                return self.compute(x, mask)
+        return self.compute(x, mask)
+
+    def compute(self, x: Tensor, mask: Tensor) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -34,7 +45,7 @@ class MLP(SequenceModel):
         blocks.append(nn.Linear(width, n_out))
         self.net = nn.Sequential(*blocks)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def compute(self, x: Tensor, mask: Tensor) -> Tensor:
         return self.net(x)
 
 
@@ -46,7 +57,7 @@ class _Recurrent(SequenceModel):
         self.rnn = self.rnn_type(n_in, hidden, num_layers=layers, batch_first=True)
         self.head = nn.Linear(hidden, n_out)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def compute(self, x: Tensor, mask: Tensor) -> Tensor:
         out, _ = self.rnn(x)
         return self.head(out)
 
@@ -90,25 +101,26 @@ class Transformer(SequenceModel):
             raise ConfigError(f"--hidden_size {hidden} must be divisible by --nhead {nhead}")
         self.proj = nn.Linear(n_in, hidden)
         self.pos = PositionalEncoding(hidden)
-        layer = nn.TransformerEncoderLayer(
-            d_model=hidden,
-            nhead=nhead,
-            dim_feedforward=4 * hidden,
-            dropout=0.1,
-            batch_first=True,
-        )
+        # nn.TransformerEncoderLayer with cheaper dropout masks on CPU (engine.attention).
+        layer = EncoderLayer(d_model=hidden, nhead=nhead, dim_feedforward=4 * hidden, dropout=0.1)
         # Nested tensors would hand back zeros at padded steps only in eval; keeping the
         # dense path makes train and eval outputs share one layout.
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Linear(hidden, n_out)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def compute(self, x: Tensor, mask: Tensor) -> Tensor:
         h = self.pos(self.proj(x))
         h = self.encoder(h, src_key_padding_mask=~mask)
         return self.head(h)
 
 
 def build_model(cfg: TrainConfig, n_features: int, n_targets: int) -> SequenceModel:
+    model = _build(cfg, n_features, n_targets)
+    model.autocast = cfg.amp
+    return model
+
+
+def _build(cfg: TrainConfig, n_features: int, n_targets: int) -> SequenceModel:
     hidden, layers = cfg.hidden_size, cfg.num_layers
     if cfg.model == "mlp":
         return MLP(n_features, n_targets, hidden, layers)

@@ -14,7 +14,7 @@
 
   ==================  ===========================================================
   run_started         pid, host, resumed, device, device_name, folds, epochs,
-                      model, sequences, parameters
+                      model, sequences, parameters, threads
   fold_started        fold, epochs, start_epoch, train_size, val_size
   epoch_ended         fold, epoch, epochs, train_loss, val_loss, best_val_loss,
                       best_epoch, is_best, lr, seconds, gpu_memory_bytes (cuda only)
@@ -43,6 +43,7 @@ import json
 import os
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -264,16 +265,20 @@ class EventLog:
         self.run = run
         self.listener = listener
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # Epoch-boundary events come from the checkpoint saver's thread (engine.saver);
+        # the lock keeps file order and listener calls one at a time.
+        self._lock = threading.Lock()
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
-        record = {"event": event, "time": round(time.time(), 3), "run": self.run, **fields}
-        line = json.dumps(record, default=str) + "\n"
-        # Events are a live view; a full disk must not end training on its own.
-        with contextlib.suppress(OSError):
-            os.write(self._fd, line.encode("utf-8"))
-        if self.listener is not None:
-            self.listener(record)
-        return record
+        with self._lock:
+            record = {"event": event, "time": round(time.time(), 3), "run": self.run, **fields}
+            line = json.dumps(record, default=str) + "\n"
+            # Events are a live view; a full disk must not end training on its own.
+            with contextlib.suppress(OSError):
+                os.write(self._fd, line.encode("utf-8"))
+            if self.listener is not None:
+                self.listener(record)
+            return record
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
