@@ -7,7 +7,9 @@ stderr and exit code 2; a stop by signal ends with 128 + the signal number.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import signal
 import sys
 import threading
@@ -199,13 +201,22 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_tui(args: argparse.Namespace) -> int:
-    try:
-        from tui.app import run_app
-    except ImportError:
+    """Hand the terminal over to ``python -m tui`` with the flags given: the engine never
+    imports the app, and the app starts in a fresh interpreter that has not loaded torch."""
+    if importlib.util.find_spec("tui") is None:
         build_parser().print_help()
         return 0
-    given = {k: v for k, v in vars(args).items() if k != "command"}
-    return run_app(given)
+    flags: list[str] = []
+    for key, value in vars(args).items():
+        if key == "command" or value is None:
+            continue
+        if isinstance(value, bool):
+            flags += [f"--{key}"] if value else []
+        else:
+            flags += [f"--{key}", str(value)]
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "tui", *flags])
+    return 0  # pragma: no cover - execv does not return
 
 
 if __name__ == "__main__":  # pragma: no cover

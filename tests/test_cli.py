@@ -270,3 +270,15 @@ def test_engine_never_imports_ui_libraries() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_engine_source_never_imports_the_app_and_only_its_cli_uses_rich() -> None:
+    import re
+
+    ui = re.compile(r"^\s*(import|from)\s+(textual|tui)\b", re.M)
+    rich = re.compile(r"^\s*(import|from)\s+rich\b", re.M)
+    for path in sorted((ROOT / "engine").glob("*.py")):
+        text = path.read_text()
+        assert not ui.search(text), f"{path.name} imports the UI"
+        if not path.name.startswith("cli"):
+            assert not rich.search(text), f"{path.name} imports rich outside the CLI"
