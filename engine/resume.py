@@ -37,7 +37,7 @@ def resume_run(
     overrides: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """Continue a run exactly: finished folds are skipped, a partial fold goes on from
-    its ``last_`` checkpoint. Only ``--epochs`` (raised) and ``--device`` may change."""
+    its ``last_`` checkpoint. Only the settings in ``RESUMABLE_CHANGES`` may change."""
     folder = RunFolder(run_dir)
     manifest = folder.read_manifest()
     old = TrainConfig.from_dict(manifest["config"])
@@ -46,7 +46,8 @@ def resume_run(
     if changed:
         raise ConfigError(
             f"cannot resume with changed settings ({'; '.join(changed)}); only --epochs, "
-            f"--device and --devices may change: start a new run with `kfold train` instead"
+            "--device, --devices and --threads may change: start a new run with `kfold train` "
+            "instead"
         )
     if cfg.epochs < old.epochs:
         raise ConfigError(
