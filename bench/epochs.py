@@ -5,6 +5,14 @@ and take turns, one epoch each, in an order that rotates every round (A B C, B C
 so drift in the machine's speed lands on all of them. The first ``warmup`` rounds are
 not timed (allocator, oneDNN primitive caches). Figures are medians; ratios are ratios
 of medians.
+
+How many sequences each model trains on is set per model, to fit the whole benchmark
+in ~30 minutes on 2 CPU cores: the seed's packed LSTM/GRU backward is quadratic in the
+sequence length on CPU (it rebuilds a zero tensor of the whole packed batch at every
+time step), ~65 s for one batch of 32 sequences of up to 1,150 steps, so those two get
+48 sequences (the size of the bundled sample data); the transformer gets 96, so that at
+batch 32 there are a few batches to bucket; the MLP, cheap on every side, gets enough
+data for its epoch to dwarf fixed per-epoch costs.
 """
 
 from __future__ import annotations
@@ -37,7 +45,12 @@ Split = tuple[list[np.ndarray], list[np.ndarray]]
 class EpochPlan:
     models: tuple[str, ...] = ("mlp", "lstm", "gru", "transformer")
     batch_sizes: tuple[int, ...] = (4, 32)
-    sequences: int = 160
+    sequences: tuple[tuple[str, int], ...] = (
+        ("mlp", 256),
+        ("lstm", 48),
+        ("gru", 48),
+        ("transformer", 96),
+    )
     features: int = 6
     min_len: int = 100
     max_len: int = 1200
@@ -51,10 +64,13 @@ class EpochPlan:
     alpha: float = 0.7
     checkpoint_repeats: int = 5
 
+    def sequences_for(self, model: str) -> int:
+        return dict(self.sequences)[model]
 
-def split_data(plan: EpochPlan, seed: int = 0) -> tuple[Split, Split]:
-    xs, ys = make_sequences(plan.sequences, plan.features, seed, plan.min_len, plan.max_len)
-    n_val = max(1, round(plan.sequences * plan.val_share))
+
+def split_data(plan: EpochPlan, n: int, seed: int = 0) -> tuple[Split, Split]:
+    xs, ys = make_sequences(n, plan.features, seed, plan.min_len, plan.max_len)
+    n_val = max(1, round(n * plan.val_share))
     return (xs[n_val:], ys[n_val:]), (xs[:n_val], ys[:n_val])
 
 
@@ -74,9 +90,9 @@ def plan_config(plan: EpochPlan, model: str, batch_size: int) -> TrainConfig:
 
 
 def run_epochs(plan: EpochPlan, workdir: Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    train, val = split_data(plan)
     rows = []
     for model in plan.models:
+        train, val = split_data(plan, plan.sequences_for(model))
         for batch_size in plan.batch_sizes:
             rows.append(compare(plan, model, batch_size, train, val, workdir, log))
     return rows
@@ -131,6 +147,7 @@ def compare(
     row: dict[str, Any] = {
         "model": model,
         "batch_size": batch_size,
+        "sequences": len(train[0]) + len(val[0]),
         "engine_s": med["engine"],
         "seed_s": med["seed"],
         "bare_s": med["bare"],
