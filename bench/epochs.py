@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -116,18 +116,18 @@ def compare(
     val_groups = chunked(length_order(val_set.lengths), batch_size)
     where = workdir / f"{model}-b{batch_size}"
     engine = EngineLoop(cfg, copy.deepcopy(base), train, val, where / "engine")
-    contenders: dict[str, Callable[[], float]] = {
-        "engine": engine.epoch,
+    contenders: dict[str, Contender] = {
+        "engine": engine,
         "seed": SeedLoop(
             base, train, val, batch_size, plan.lr, plan.alpha, where / "seed" / "best.pth"
-        ).epoch,
+        ),
         "bare": BareLoop(
             copy.deepcopy(base),
             plan.lr,
             plan.alpha,
             prebuild(train_set, groups),
             prebuild(val_set, val_groups),
-        ).epoch,
+        ),
     }
     names = list(contenders)
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -135,10 +135,13 @@ def compare(
     for r in range(plan.warmup + plan.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
+            contender = contenders[name]
+            getattr(contender, "before", _nothing)()
             loads.append(os.getloadavg()[0])
             started = time.perf_counter()
-            contenders[name]()
+            contender.epoch()
             seconds = time.perf_counter() - started
+            getattr(contender, "after", _nothing)()
             if r >= plan.warmup:
                 times[name].append(seconds)
             tag = "warmup" if r < plan.warmup else f"round {r - plan.warmup + 1}"
@@ -170,6 +173,14 @@ def compare(
             "stall_share": costs["snapshot_s"] / med["engine"],
         }
     return row
+
+
+class Contender(Protocol):
+    def epoch(self) -> float: ...
+
+
+def _nothing() -> None:
+    pass
 
 
 def padding_share(lengths: torch.Tensor, groups: list[list[int]]) -> float:
