@@ -348,7 +348,11 @@ def _read_cache(path: Path) -> tuple[dict[str, Any], Dataset] | None:
         meta_bytes = read_npz(path, {"meta": np.uint8})["meta"]
         meta = json.loads(meta_bytes.tobytes().decode("utf-8"))
         stems = list(meta["stems"])
-        arrays = read_npz(path, {"inputs": np.float32, "labels": np.float32, "lengths": np.int64})
+        members = {"inputs": np.float32, "labels": np.float32, "lengths": np.int64}
+        # Mapped, not read: the data are the OS's cached pages of the file, shared by every
+        # process that loads it (folds run in parallel, eval), and nothing is copied. Safe
+        # because a cache file is only ever replaced (new inode), never rewritten in place.
+        arrays = read_npz(path, members, mapped=True)
         blocks: _Blocks = (arrays["inputs"], arrays["labels"], arrays["lengths"])
         x_all, y_all, lengths = blocks
         cols = (tuple(meta["input_columns"]), tuple(meta["label_columns"]))

@@ -3,8 +3,9 @@ from many arrays without joining them and read back without extra passes.
 
 ``np.load`` reads a member in 256 KiB chunks through ``zipfile``, which checksums every
 byte and copies each chunk into the array; on 10,000 cached sequences that was half of a
-cached load. Reading a stored member is one ``readinto`` at its offset. The checksum is
-not missed: the loader rehashes the data (the dataset fingerprint) anyway.
+cached load. A stored member is a plain array at a known offset, so it is read with one
+``readinto``, or mapped. The checksum is not missed: the loader rehashes the data (the
+dataset fingerprint) anyway.
 """
 
 from __future__ import annotations
@@ -36,9 +37,14 @@ def write_npz(fh: IO[bytes], members: Mapping[str, Sequence[np.ndarray]]) -> Non
                     out.write(np.ascontiguousarray(part, dtype=dtype).data)
 
 
-def read_npz(path: Path, dtypes: Mapping[str, np.dtype | type]) -> dict[str, np.ndarray]:
+def read_npz(
+    path: Path, dtypes: Mapping[str, np.dtype | type], *, mapped: bool = False
+) -> dict[str, np.ndarray]:
     """The named members, each of the dtype given. Raises ValueError (or OSError,
-    KeyError, zipfile errors) for anything unexpected; the caller then re-parses."""
+    KeyError, zipfile errors) for anything unexpected; the caller then re-parses.
+
+    ``mapped``: map the members copy-on-write instead of reading them, so the arrays are
+    the OS's cached pages of the file (writable; writes stay private to the process)."""
     out: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
         for name, dtype in dtypes.items():
@@ -63,6 +69,13 @@ def read_npz(path: Path, dtypes: Mapping[str, np.dtype | type]) -> dict[str, np.
             size = int(np.prod(shape, dtype=np.int64)) * found.itemsize
             if size > info.file_size - (fh.tell() - start):
                 raise ValueError(f"{name}: shape {shape} larger than the member")
+            if size > path.stat().st_size - fh.tell():
+                raise ValueError(f"{name}: truncated")
+            if mapped and size:
+                # A plain ndarray view: slicing a np.memmap runs Python code per slice.
+                mm = np.memmap(path, found, "c", offset=fh.tell(), shape=shape)
+                out[name] = mm.view(np.ndarray)
+                continue
             array = np.empty(shape, found)
             if size and fh.readinto(memoryview(array).cast("B")) != size:
                 raise ValueError(f"{name}: truncated")

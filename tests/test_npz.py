@@ -39,3 +39,13 @@ def test_unexpected_members_are_refused(tmp_path: Path) -> None:
     path.write_bytes(buf.getvalue()[:2000])  # cut short
     with pytest.raises(Exception):  # noqa: B017 - zipfile or ValueError, both mean "re-parse"
         read_npz(path, {"x": np.float32})
+
+
+def test_mapped_members_are_writable_private_copies(tmp_path: Path) -> None:
+    path = tmp_path / "c.npz"
+    with open(path, "wb") as fh:
+        write_npz(fh, {"x": [np.arange(4, dtype=np.float32)]})
+    x = read_npz(path, {"x": np.float32}, mapped=True)["x"]
+    assert type(x) is np.ndarray and x.flags.writeable
+    x[0] = 9.0  # copy-on-write: the file keeps its bytes
+    assert read_npz(path, {"x": np.float32})["x"].tolist() == [0.0, 1.0, 2.0, 3.0]
