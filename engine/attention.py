@@ -80,7 +80,7 @@ def _attention(
         bias = key_padding_mask
         if bias.dtype == torch.bool:
             bias = torch.zeros(bias.shape, dtype=x.dtype).masked_fill(bias, float("-inf"))
-        scores = scores + bias.view(b, 1, 1, t)
+        scores.add_(bias.view(b, 1, 1, t))  # in place: matmul keeps q and k, not its output
     # Times a float 0/1 mask: faster, forwards and backwards, than torch.where or a bool
     # factor (which is cast again in every pass).
     weights = torch.softmax(scores, -1) * keep_mask(scores.shape, p).to(scores.dtype)
