@@ -33,7 +33,7 @@ from engine.threads import resolve_threads
 
 SECTIONS = ("epochs", "data", "app")
 QUICK_EPOCHS = EpochPlan(
-    sequences=10,
+    sequences=tuple((m, 10) for m in MODELS),
     features=4,
     max_len=400,
     rounds=1,
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = auto, as kfold)")
     p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated sections")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated models")
-    p.add_argument("--sequences", type=int, default=None, help="sequences for epoch timing")
+    p.add_argument("--sequences", type=int, default=None, help="sequences per model (epochs)")
     p.add_argument("--rounds", type=int, default=None, help="timed epochs per contender")
     p.add_argument("--data-sizes", default=None, help="comma-separated CSV counts to load")
     p.add_argument("--workdir", default=None, help="scratch folder (default: a temp folder)")
@@ -78,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     epoch_plan = dataclasses.replace(
         epoch_plan,
         models=tuple(args.models.split(",")),
-        sequences=args.sequences or epoch_plan.sequences,
+        sequences=tuple((m, args.sequences) for m in MODELS)
+        if args.sequences
+        else epoch_plan.sequences,
         rounds=args.rounds or epoch_plan.rounds,
     )
     sizes = (100,) if args.quick else (2000, 10000)

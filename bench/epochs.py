@@ -5,6 +5,14 @@ and take turns, one epoch each, in an order that rotates every round (A B C, B C
 so drift in the machine's speed lands on all of them. The first ``warmup`` rounds are
 not timed (allocator, oneDNN primitive caches). Figures are medians; ratios are ratios
 of medians.
+
+How many sequences each model trains on is set per model, to fit the whole benchmark
+in ~30 minutes on 2 CPU cores: the seed's packed LSTM/GRU backward is quadratic in the
+sequence length on CPU (it rebuilds a zero tensor of the whole packed batch at every
+time step), ~65 s for one batch of 32 sequences of up to 1,150 steps, so those two get
+48 sequences (the size of the bundled sample data); the transformer gets 96, so that at
+batch 32 there are a few batches to bucket; the MLP, cheap on every side, gets enough
+data for its epoch to dwarf fixed per-epoch costs.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -37,7 +45,12 @@ Split = tuple[list[np.ndarray], list[np.ndarray]]
 class EpochPlan:
     models: tuple[str, ...] = ("mlp", "lstm", "gru", "transformer")
     batch_sizes: tuple[int, ...] = (4, 32)
-    sequences: int = 160
+    sequences: tuple[tuple[str, int], ...] = (
+        ("mlp", 256),
+        ("lstm", 48),
+        ("gru", 48),
+        ("transformer", 96),
+    )
     features: int = 6
     min_len: int = 100
     max_len: int = 1200
@@ -51,10 +64,13 @@ class EpochPlan:
     alpha: float = 0.7
     checkpoint_repeats: int = 5
 
+    def sequences_for(self, model: str) -> int:
+        return dict(self.sequences)[model]
 
-def split_data(plan: EpochPlan, seed: int = 0) -> tuple[Split, Split]:
-    xs, ys = make_sequences(plan.sequences, plan.features, seed, plan.min_len, plan.max_len)
-    n_val = max(1, round(plan.sequences * plan.val_share))
+
+def split_data(plan: EpochPlan, n: int, seed: int = 0) -> tuple[Split, Split]:
+    xs, ys = make_sequences(n, plan.features, seed, plan.min_len, plan.max_len)
+    n_val = max(1, round(n * plan.val_share))
     return (xs[n_val:], ys[n_val:]), (xs[:n_val], ys[:n_val])
 
 
@@ -74,9 +90,9 @@ def plan_config(plan: EpochPlan, model: str, batch_size: int) -> TrainConfig:
 
 
 def run_epochs(plan: EpochPlan, workdir: Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    train, val = split_data(plan)
     rows = []
     for model in plan.models:
+        train, val = split_data(plan, plan.sequences_for(model))
         for batch_size in plan.batch_sizes:
             rows.append(compare(plan, model, batch_size, train, val, workdir, log))
     return rows
@@ -100,18 +116,18 @@ def compare(
     val_groups = chunked(length_order(val_set.lengths), batch_size)
     where = workdir / f"{model}-b{batch_size}"
     engine = EngineLoop(cfg, copy.deepcopy(base), train, val, where / "engine")
-    contenders: dict[str, Callable[[], float]] = {
-        "engine": engine.epoch,
+    contenders: dict[str, Contender] = {
+        "engine": engine,
         "seed": SeedLoop(
             base, train, val, batch_size, plan.lr, plan.alpha, where / "seed" / "best.pth"
-        ).epoch,
+        ),
         "bare": BareLoop(
             copy.deepcopy(base),
             plan.lr,
             plan.alpha,
             prebuild(train_set, groups),
             prebuild(val_set, val_groups),
-        ).epoch,
+        ),
     }
     names = list(contenders)
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -119,10 +135,13 @@ def compare(
     for r in range(plan.warmup + plan.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
+            contender = contenders[name]
+            getattr(contender, "before", _nothing)()
             loads.append(os.getloadavg()[0])
             started = time.perf_counter()
-            contenders[name]()
+            contender.epoch()
             seconds = time.perf_counter() - started
+            getattr(contender, "after", _nothing)()
             if r >= plan.warmup:
                 times[name].append(seconds)
             tag = "warmup" if r < plan.warmup else f"round {r - plan.warmup + 1}"
@@ -131,6 +150,7 @@ def compare(
     row: dict[str, Any] = {
         "model": model,
         "batch_size": batch_size,
+        "sequences": len(train[0]) + len(val[0]),
         "engine_s": med["engine"],
         "seed_s": med["seed"],
         "bare_s": med["bare"],
@@ -153,6 +173,14 @@ def compare(
             "stall_share": costs["snapshot_s"] / med["engine"],
         }
     return row
+
+
+class Contender(Protocol):
+    def epoch(self) -> float: ...
+
+
+def _nothing() -> None:
+    pass
 
 
 def padding_share(lengths: torch.Tensor, groups: list[list[int]]) -> float:

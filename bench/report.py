@@ -89,17 +89,18 @@ def render(results: dict[str, Any]) -> str:
         plan = results["plans"]["epochs"]
         lines += [
             f"Epoch times, median of {plan['rounds']} alternating epochs after {plan['warmup']} "
-            f"warm-up; {plan['sequences']} sequences ({plan['min_len']}-{plan['max_len']} steps, "
-            f"{plan['features']} features, 20% validation), hidden {plan['hidden_size']}, "
-            f"{plan['num_layers']} layers:",
+            f"warm-up; generated sequences of {plan['min_len']}-{plan['max_len']} steps, "
+            f"{plan['features']} features, 20% for validation; models with hidden "
+            f"{plan['hidden_size']}, {plan['num_layers']} layers, {plan['nhead']} heads:",
             "",
-            "| model | batch | engine s | seed s | bare s | engine/seed | engine/bare "
-            "| padding bucket / shuffle | load |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| model | sequences | batch | engine s | seed s | bare s | engine/seed "
+            "| engine/bare | padding bucket / shuffle | load |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in epochs:
             lines.append(
-                f"| {r['model']} | {r['batch_size']} | {r['engine_s']:.3f} | {r['seed_s']:.3f} "
+                f"| {r['model']} | {r['sequences']} | {r['batch_size']} | {r['engine_s']:.3f} "
+                f"| {r['seed_s']:.3f} "
                 f"| {r['bare_s']:.3f} | {r['engine_vs_seed']:.3f} | {r['engine_vs_bare']:.3f} "
                 f"| {r['padding_bucket']:.0%} / {r['padding_shuffle']:.0%} | {r['load_avg']:.1f} |"
             )

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from engine.attention import EncoderLayer
 from engine.config import TrainConfig
 from engine.errors import ConfigError
+from engine.gru import cpu_gru, use_cpu_gru
 
 
 class SequenceModel(nn.Module):
@@ -58,6 +59,8 @@ class _Recurrent(SequenceModel):
         self.head = nn.Linear(hidden, n_out)
 
     def compute(self, x: Tensor, mask: Tensor) -> Tensor:
+        if use_cpu_gru(self.rnn, x):  # small-batch GRU training on CPU (engine.gru)
+            return self.head(cpu_gru(self.rnn, x))
         out, _ = self.rnn(x)
         return self.head(out)
 

@@ -181,3 +181,33 @@ def test_encoder_layer_computes_what_the_stock_layer_does() -> None:
     a = ours(x, src_key_padding_mask=pad)
     torch.manual_seed(5)
     assert torch.equal(a, ours(x, src_key_padding_mask=pad))
+
+
+def test_cpu_gru_matches_nn_gru_outputs_and_gradients() -> None:
+    from torch import nn
+
+    from engine.gru import MAX_BATCH, cpu_gru, use_cpu_gru
+
+    torch.manual_seed(0)
+    rnn = nn.GRU(3, 5, num_layers=2, batch_first=True).double()
+    x = torch.randn(2, 9, 3, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, *p: cpu_gru(rnn, x), (x, *rnn.parameters()))
+    rnn = nn.GRU(4, 16, num_layers=2, batch_first=True)
+    x = torch.randn(3, 40, 4)
+    want, got = rnn(x)[0], cpu_gru(rnn, x)
+    torch.testing.assert_close(got, want)
+    w = torch.randn_like(want)
+    for a, b in zip(
+        torch.autograd.grad((want * w).sum(), list(rnn.parameters())),
+        torch.autograd.grad((got * w).sum(), list(rnn.parameters())),
+        strict=True,
+    ):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    # Only small-batch training on CPU takes it; eval, big batches and LSTMs do not.
+    assert use_cpu_gru(rnn, x)
+    assert not use_cpu_gru(rnn, torch.randn(MAX_BATCH + 1, 40, 4))
+    assert not use_cpu_gru(nn.LSTM(4, 16, batch_first=True), x)
+    with torch.no_grad():
+        assert not use_cpu_gru(rnn, x)
+    rnn.eval()
+    assert not use_cpu_gru(rnn, x)
