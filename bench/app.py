@@ -2,28 +2,29 @@
 
 Both variants start the run as the app does, ``python -m engine train`` in its own
 process, and take the epoch times the engine records (metrics.csv ``seconds``; the first
-epoch of each fold is left out as warm-up). In the "with app" variant a follower tails
-the run folder meanwhile, from this process, as the app's follow worker does. The
-section runs only when the app is installed (``tui.follow`` imports); otherwise it is
-skipped with the reason "app not available".
-
-The follower: the app's own ``tui.follow.RunFollower(run_dir, deliver, stop).run()``
-(its polling worker, without the screen), else ``tail_like_the_app`` below (poll
-events.jsonl at 10 Hz, parse new lines, re-read run.json and metrics.csv after each
-epoch, as a monitor screen refreshes).
+epoch of each fold is left out as warm-up). In the "with app" variant the real app runs
+meanwhile, in its own process on a pseudo-terminal of 120x40 whose output this process
+reads and discards (as sshd does for a user over SSH), opened on the run's monitor
+screen (``bench.app_probe``): its follow worker, its redraws, its timers, all of it. The
+app's CPU seconds are reported too. The section runs only when this checkout's app is
+installed (``tui`` imports); otherwise it is skipped with the reason "app not available".
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import importlib
 import importlib.util
 import json
 import os
+import pty
 import statistics
+import struct
 import subprocess
 import sys
+import termios
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,24 +50,88 @@ class AppPlan:
 
 
 def app_follower() -> Follower | None:
-    """The app's way of following a run, or None when this checkout has no app. A
-    ``tui`` found elsewhere on the path (another checkout) is not this tree's app."""
+    """The real app following a run on a terminal, or None when this checkout has no
+    app. A ``tui`` found elsewhere on the path (another checkout) is not this tree's app."""
     spec = importlib.util.find_spec("tui")
     origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
     if origin is None or ROOT not in origin.parents:
         return None
     try:
-        follow = importlib.import_module("tui.follow")
+        importlib.import_module("tui.app")
     except ImportError:
         return None
-    follower_class = getattr(follow, "RunFollower", None)
-    if follower_class is None:
-        return tail_like_the_app
+    return AppInTerminal()
 
-    def follow_with_app(run_dir: Path, stop: threading.Event) -> None:
-        follower_class(run_dir, lambda update: None, stop).run()
 
-    return follow_with_app
+class AppInTerminal:
+    """Runs ``bench.app_probe`` on a pseudo-terminal for as long as a run lasts."""
+
+    columns, rows = 120, 40
+
+    def __init__(self) -> None:
+        self.cpu_s: list[float] = []  # the app's user + system CPU seconds, per run
+        self.output_bytes: list[int] = []  # what it drew, per run: proof that it ran
+
+    def __call__(self, run_dir: Path, stop: threading.Event) -> None:
+        # The app opens a run that exists: wait for the engine to create it.
+        while not (run_dir / "run.json").exists():
+            if stop.wait(0.02):
+                return
+        primary, secondary = pty.openpty()
+        size = struct.pack("HHHH", self.rows, self.columns, 0, 0)
+        fcntl.ioctl(secondary, termios.TIOCSWINSZ, size)
+        env = {**os.environ, "PYTHONPATH": _pythonpath(), "TERM": "xterm-256color"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.app_probe", str(run_dir)],
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(secondary)
+        drawn = [0]
+        reader = threading.Thread(target=_drain, args=(primary, drawn), daemon=True)
+        reader.start()
+        stop.wait()
+        exited_early = proc.poll()
+        cpu = _cpu_seconds(proc.pid)
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=5)
+        os.close(primary)
+        if exited_early is not None:
+            raise RuntimeError(f"the app exited during the run (exit code {exited_early})")
+        self.cpu_s.append(cpu)
+        self.output_bytes.append(drawn[0])
+
+
+def _drain(fd: int, drawn: list[int]) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:  # EIO: the app's side of the terminal is closed
+            return
+        if not chunk:
+            return
+        drawn[0] += len(chunk)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, from /proc (0.0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pythonpath() -> str:
+    return os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def tail_like_the_app(run_dir: Path, stop: threading.Event, poll_s: float = 0.1) -> None:
@@ -121,6 +186,16 @@ def run_app_section(
         "with_app_s": med["with_app"],
         "ratio": med["with_app"] / med["alone"],
         "epochs_s": epochs,
+        **_app_usage(follower),
+    }
+
+
+def _app_usage(follower: Follower) -> dict[str, Any]:
+    if not isinstance(follower, AppInTerminal) or not follower.cpu_s:
+        return {}
+    return {
+        "app_cpu_s": follower.cpu_s,
+        "app_output_bytes": follower.output_bytes,
     }
 
 
@@ -134,8 +209,7 @@ def _one_run(
         *("--k_folds", str(plan.k_folds), "--batch_size", str(plan.batch_size)),
         *("--device", "cpu", *plan.extra_args),
     ]
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
+    env = {**os.environ, "PYTHONPATH": _pythonpath()}
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", "train", *args],
         env=env,
@@ -145,8 +219,16 @@ def _one_run(
     )
     stop = threading.Event()
     thread = None
+    failures: list[BaseException] = []
     if follower is not None:
-        thread = threading.Thread(target=follower, args=(run_dir, stop), daemon=True)
+
+        def follow() -> None:
+            try:
+                follower(run_dir, stop)
+            except BaseException as exc:  # reported below, in the bench's own thread
+                failures.append(exc)
+
+        thread = threading.Thread(target=follow, daemon=True)
         thread.start()
     try:
         _, err = proc.communicate()
@@ -154,6 +236,8 @@ def _one_run(
         stop.set()
         if thread is not None:
             thread.join()
+    if failures:
+        raise failures[0]
     if proc.returncode != 0:
         raise RuntimeError(f"kfold train failed ({proc.returncode}): {err.strip()[-500:]}")
     with open(run_dir / "metrics.csv", newline="") as fh:

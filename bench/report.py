@@ -146,7 +146,7 @@ def render(results: dict[str, Any]) -> str:
         else:
             lines += [
                 f"App following a run ({app['model']}): median epoch {app['alone_s']:.3f}s alone, "
-                f"{app['with_app_s']:.3f}s followed, ratio {app['ratio']:.3f}.",
+                f"{app['with_app_s']:.3f}s followed, ratio {app['ratio']:.3f}." + _app_cpu(app),
                 "",
             ]
     checks = results.get("same_loss", [])
@@ -169,3 +169,13 @@ def render(results: dict[str, Any]) -> str:
 
 def command_line() -> str:
     return " ".join(["python -m bench", *sys.argv[1:]])
+
+
+def _app_cpu(app: dict[str, Any]) -> str:
+    cpu = app.get("app_cpu_s")
+    if not cpu:
+        return ""
+    return (
+        f" The app (real, on a 120x40 terminal) used {sum(cpu):.1f} CPU seconds"
+        f" over {len(cpu)} followed runs."
+    )
