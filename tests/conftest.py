@@ -23,6 +23,23 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The data cache folder, where a test can look into it."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("KFOLD_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    """An empty pair of input and label folders."""
+    inputs, labels = tmp_path / "inputs", tmp_path / "labels"
+    inputs.mkdir()
+    labels.mkdir()
+    return inputs, labels
+
+
 def write_sequences(
     root: Path,
     n: int = 8,
