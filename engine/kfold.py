@@ -21,7 +21,8 @@ from engine.atomic import describe_os_error
 from engine.batches import SequenceSet
 from engine.config import TrainConfig
 from engine.data import Dataset, load_dataset
-from engine.errors import ConfigError, DataError, RunError
+from engine.devices import device_name, resolve_device
+from engine.errors import DataError, RunError
 from engine.fit import FoldFailed, FoldProgress, FoldTrainer, Interrupted, restore_rng
 from engine.folds import assign_folds, derive_seed
 from engine.models import build_model, parameter_count
@@ -43,22 +44,6 @@ class RunOutcome:
     folder: Path
     status: str  # finished | interrupted | failed
     manifest: dict[str, Any]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"--device {name}: no CUDA device is available here; use --device cpu"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible"
-            )
-    return device
 
 
 def default_run_name(cfg: TrainConfig) -> str:
@@ -200,7 +185,7 @@ def _train_folds(
         host=socket.gethostname(),
         resumed=resumed,
         device=str(device),
-        device_name=_device_name(device),
+        device_name=device_name(device),
         folds=cfg.k_folds,
         epochs=cfg.epochs,
         model=cfg.model,
@@ -410,9 +395,3 @@ def _finish(manifest: dict[str, Any], status: str) -> None:
         "cv_std": statistics.pstdev(losses) if losses else None,
     }
     manifest["pid"] = None
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return "cpu"

@@ -49,7 +49,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 def parse_devices(spec: str) -> list[str]:
     """``auto`` = every visible GPU; otherwise the list as given, each entry checked."""
-    from engine.kfold import resolve_device
+    from engine.devices import resolve_device
 
     if spec == "auto":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -252,7 +252,8 @@ def wait_for_fold_workers(run_dir: Path, k_folds: int, timeout: float = 60.0) ->
 
 def worker_main(argv: list[str]) -> int:
     """``kfold _fold RUN_DIR --fold K --device D --threads N``: one fold, for the parent."""
-    from engine.kfold import load_training_data, resolve_device, train_entries
+    from engine.devices import resolve_device
+    from engine.kfold import load_training_data, train_entries
 
     parser = argparse.ArgumentParser(prog=f"kfold {WORKER_COMMAND}")
     parser.add_argument("run_dir")

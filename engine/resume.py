@@ -16,6 +16,7 @@ from engine import checkpoint as ck
 from engine.atomic import remove_temp_files
 from engine.config import RESUMABLE_CHANGES, TrainConfig, config_differences
 from engine.data import Dataset
+from engine.devices import resolve_device
 from engine.errors import ConfigError, DataError
 from engine.fit import FoldProgress
 from engine.kfold import (
@@ -23,7 +24,6 @@ from engine.kfold import (
     fold_entry_update,
     load_last_checkpoint,
     load_training_data,
-    resolve_device,
     train_folds,
 )
 from engine.parallel import wait_for_fold_workers
