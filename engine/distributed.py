@@ -9,9 +9,11 @@ one-line reason it could not start; then every rank trains its share, fold k on 
 the ranks' outcomes and a barrier end the job.
 
 With ``--ddp`` every rank trains every fold together under DistributedDataParallel: the
-fold's shuffle comes from its saved generator, identical on all ranks, and is dealt out
+fold's batches come from its saved generator, identical on all ranks, and are dealt out
 like ``DistributedSampler`` deals (padded to a multiple of the world size, rank r takes
 every world_size-th index), so a resumed fold sees exactly the batches it would have.
+``--batching bucket`` buckets world_size batches' worth at a time and deals each bucket,
+so the ranks' batches of a step have similar lengths and none waits long for another.
 Only rank 0 writes; every rank restores from the same ``last_`` checkpoint. Dropout draws
 are reseeded per rank and epoch, so they do not depend on a torch RNG saved by one rank.
 A job that torchrun restarts (``--max_restarts``) resumes the run rather than refusing
@@ -31,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from engine.batches import shuffled_order
+from engine.batches import bucketed_batches, chunked, shuffled_order
 from engine.config import TrainConfig
 from engine.data import Dataset
 from engine.errors import ConfigError, RunError, UserError
@@ -263,6 +265,22 @@ def rank_indices(order: list[int], world: int, rank: int) -> list[int]:
     return padded[rank::world]
 
 
+def rank_batches(
+    lengths: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    batching: str,
+    world: int,
+    rank: int,
+) -> list[list[int]]:
+    """This rank's batches of an epoch; every rank gets the same number of them."""
+    if batching == "shuffle":
+        order = shuffled_order(len(lengths), generator)
+        return chunked(rank_indices(order, world, rank), batch_size)
+    groups = bucketed_batches(lengths, batch_size * world, generator)
+    return [rank_indices(group, world, rank) for group in groups]
+
+
 class DDPFoldTrainer(FoldTrainer):
     """One fold on every rank at once; only rank 0 writes checkpoints."""
 
@@ -274,11 +292,18 @@ class DDPFoldTrainer(FoldTrainer):
             ddp = self._ddp = DistributedDataParallel(self.model, device_ids=ids)
         torch.manual_seed(derive_seed(cfg.seed, "ddp-dropout", p.fold, p.epoch + 1, rank()))
         ddp.train()
-        order = shuffled_order(len(self.train_set), self.generator)
-        mine = rank_indices(order, world_size(), rank())
+        groups = rank_batches(
+            self.train_set.lengths,
+            cfg.batch_size,
+            self.generator,
+            cfg.batching,
+            world_size(),
+            rank(),
+        )
         sums = _zero_sums(self.device)
-        for batch in self.train_set.batches(mine, cfg.batch_size, self.device):
+        for idx in groups:
             self._check_stop()
+            batch = self.train_set.batch(idx, self.device)
             self.optimizer.zero_grad(set_to_none=True)
             pred = ddp(batch.x, batch.mask)
             batch_sums = masked_error_sums(pred, batch.y, batch.mask)

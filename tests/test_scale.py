@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ENV, ROOT, tiny_args, write_sequences
 from killrun import assert_same_run, events, kill_when, run, saved, start
 
-from engine.distributed import rank_indices
+from engine.distributed import rank_batches, rank_indices
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 
@@ -228,6 +229,29 @@ def test_rank_indices_deal_every_index_evenly() -> None:
     parts = [rank_indices(order, 2, r) for r in range(2)]
     assert parts == [[5, 0, 1, 6], [3, 4, 2, 5]]
     assert rank_indices([1], 3, 2) == [1]
+
+
+def test_rank_batches_bucket_a_step_together_and_match_in_number() -> None:
+    # Three clusters of lengths; 2 ranks x batch 2 = 4 sequences a step.
+    lengths = torch.tensor([50, 10, 11, 52, 30, 12, 31, 51, 29, 13, 33], dtype=torch.int64)
+
+    def deal(batching: str) -> list[list[list[int]]]:
+        # Every rank holds the same generator state (the fold's, from its checkpoint).
+        return [
+            rank_batches(lengths, 2, torch.Generator().manual_seed(3), batching, 2, r)
+            for r in range(2)
+        ]
+
+    for batching in ("bucket", "shuffle"):
+        ranks = deal(batching)
+        assert ranks == deal(batching)  # the generator decides it all
+        assert len(ranks[0]) == len(ranks[1]) == 3  # 11 sequences, 4 per step
+        dealt = [i for batches in ranks for batch in batches for i in batch]
+        assert set(dealt) == set(range(11)) and len(dealt) == 12  # a repeat pads the last step
+        assert all(1 <= len(b) <= 2 for batches in ranks for b in batches)
+    clusters = [{10, 11, 12, 13}, {29, 30, 31, 33}, {50, 51, 52}]
+    steps = [{int(lengths[i]) for i in a + b} for a, b in zip(*deal("bucket"), strict=True)]
+    assert sorted(steps, key=min) == clusters  # a step never pads 10 steps to 50
 
 
 @pytest.mark.parametrize(
