@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import pty
+import re
 import statistics
 import struct
 import subprocess
@@ -78,39 +79,68 @@ class AppInTerminal:
             if stop.wait(0.02):
                 return
         primary, secondary = pty.openpty()
-        size = struct.pack("HHHH", self.rows, self.columns, 0, 0)
-        fcntl.ioctl(secondary, termios.TIOCSWINSZ, size)
-        env = {**os.environ, "PYTHONPATH": _pythonpath(), "TERM": "xterm-256color"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.app_probe", str(run_dir)],
-            stdin=secondary,
-            stdout=secondary,
-            stderr=secondary,
-            env=env,
-            start_new_session=True,
-        )
-        os.close(secondary)
-        drawn = [0]
-        reader = threading.Thread(target=_drain, args=(primary, drawn), daemon=True)
-        reader.start()
-        stop.wait()
-        exited_early = proc.poll()
-        cpu = _cpu_seconds(proc.pid)
-        proc.terminate()
+        drawn = _Drawn()
+        proc: subprocess.Popen[bytes] | None = None
+        reader: threading.Thread | None = None
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        reader.join(timeout=5)
-        os.close(primary)
+            size = struct.pack("HHHH", self.rows, self.columns, 0, 0)
+            fcntl.ioctl(secondary, termios.TIOCSWINSZ, size)
+            env = {**os.environ, "PYTHONPATH": _pythonpath(), "TERM": "xterm-256color"}
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.app_probe", str(run_dir)],
+                stdin=secondary,
+                stdout=secondary,
+                stderr=secondary,
+                env=env,
+                start_new_session=True,
+            )
+            os.close(secondary)
+            secondary = -1
+            reader = threading.Thread(target=_drain, args=(primary, drawn), daemon=True)
+            reader.start()
+            stop.wait()
+            exited_early = proc.poll()
+            cpu = _cpu_seconds(proc.pid)
+        finally:
+            if proc is not None:
+                _end(proc)
+            if secondary >= 0:
+                os.close(secondary)
+            if reader is not None:
+                reader.join(timeout=5)  # ends at EIO, once the app's side is closed
+            os.close(primary)
         if exited_early is not None:
-            raise RuntimeError(f"the app exited during the run (exit code {exited_early})")
+            # The app's last words (a traceback) went to its terminal: show their end.
+            tail = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn.tail.decode("utf-8", "replace"))
+            raise RuntimeError(
+                f"the app exited during the run (exit code {exited_early}): {tail.strip()[-800:]}"
+            )
         self.cpu_s.append(cpu)
-        self.output_bytes.append(drawn[0])
+        self.output_bytes.append(drawn.count)
 
 
-def _drain(fd: int, drawn: list[int]) -> None:
+class _Drawn:
+    """How much the app wrote to its terminal, and the end of it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.tail = b""
+
+    def add(self, chunk: bytes) -> None:
+        self.count += len(chunk)
+        self.tail = (self.tail + chunk)[-8192:]
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _drain(fd: int, drawn: _Drawn) -> None:
     while True:
         try:
             chunk = os.read(fd, 1 << 16)
@@ -118,7 +148,7 @@ def _drain(fd: int, drawn: list[int]) -> None:
             return
         if not chunk:
             return
-        drawn[0] += len(chunk)
+        drawn.add(chunk)
 
 
 def _cpu_seconds(pid: int) -> float:

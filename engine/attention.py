@@ -28,7 +28,8 @@ def keep_mask(shape: torch.Size, p: float) -> Tensor:
     numel = math.prod(shape)
     bits = torch.empty((numel + 1) // 2, dtype=torch.int64).random_(-(2**63), None)
     uniform = bits.view(torch.int32)[:numel].view(shape)  # uniform over all int32 values
-    return uniform >= round(p * 2**32) - 2**31
+    # Clamped: a p within 2**-33 of 1 must not wrap past the largest int32.
+    return uniform >= min(round(p * 2**32), 2**32 - 1) - 2**31
 
 
 def _uses_fast_dropout(module: nn.Module, p: float, x: Tensor) -> bool:

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from engine.npz import read_npz, write_npz
+from engine.npz import on_local_filesystem, read_npz, write_npz
 from engine.tables import data_error, os_reason, preview, read_table
 
 _SUFFIXES = (".csv", ".npy")
@@ -328,7 +328,8 @@ class _CacheRead:
         self._thread.start()
 
     def _read(self, path: Path) -> None:
-        self._found = _read_cache(path)
+        with contextlib.suppress(Exception):  # a cache that cannot be used is parsed again
+            self._found = _read_cache(path)
 
     def matching(self, key: dict[str, Any], stems: list[str]) -> Dataset | None:
         """The cached dataset if it was made from exactly these files, else None."""
@@ -345,14 +346,14 @@ class _CacheRead:
 def _read_cache(path: Path) -> tuple[dict[str, Any], Dataset] | None:
     """The cache's metadata and dataset if its bytes are intact, else None."""
     try:
-        meta_bytes = read_npz(path, {"meta": np.uint8})["meta"]
+        meta_bytes = read_npz(path, {"meta": np.uint8})["meta"]  # CRC-checked
         meta = json.loads(meta_bytes.tobytes().decode("utf-8"))
-        stems = list(meta["stems"])
+        key, stems, fingerprint = meta["key"], list(meta["stems"]), meta["fingerprint"]
         members = {"inputs": np.float32, "labels": np.float32, "lengths": np.int64}
-        # Mapped, not read: the data are the OS's cached pages of the file, shared by every
-        # process that loads it (folds run in parallel, eval), and nothing is copied. Safe
-        # because a cache file is only ever replaced (new inode), never rewritten in place.
-        arrays = read_npz(path, members, mapped=True)
+        # Mapped, not read, where that is safe (engine.npz): the data are the OS's cached
+        # pages of the file, shared by every process that loads it (parallel folds, eval),
+        # and nothing is copied. A cache file is only ever replaced, never rewritten.
+        arrays = read_npz(path, members, mapped=on_local_filesystem(path))
         blocks: _Blocks = (arrays["inputs"], arrays["labels"], arrays["lengths"])
         x_all, y_all, lengths = blocks
         cols = (tuple(meta["input_columns"]), tuple(meta["label_columns"]))
@@ -363,10 +364,12 @@ def _read_cache(path: Path) -> tuple[dict[str, Any], Dataset] | None:
         if not (lengths > 0).all():
             return None
         ds = _assemble(stems, blocks, *cols)
+        # Rehashing doubles as an integrity check of the cached bytes.
+        if ds.fingerprint != fingerprint:
+            return None
     except Exception:  # missing, truncated or foreign: parse again, then overwrite it
         return None
-    # Rehashing doubles as an integrity check of the cached bytes.
-    return (meta, ds) if ds.fingerprint == meta["fingerprint"] else None
+    return {"key": key, "stems": stems}, ds
 
 
 def _write_cache(path: Path, key: dict[str, Any], ds: Dataset) -> None:

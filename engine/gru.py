@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 # Largest batch that takes this path (measured crossover with nn.GRU: ~16).
 MAX_BATCH = 8
@@ -86,6 +87,7 @@ class _GRULayer(torch.autograd.Function):
         return hs[1:].transpose(0, 1)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, w_ih, w_hh, hs, gh_n, rz, n = ctx.saved_tensors
         steps, b, h = n.shape

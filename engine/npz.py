@@ -1,17 +1,24 @@
 """The data cache's file format: an uncompressed ``.npz`` (what ``np.savez`` writes), written
 from many arrays without joining them and read back without extra passes.
 
-``np.load`` reads a member in 256 KiB chunks through ``zipfile``, which checksums every
-byte and copies each chunk into the array; on 10,000 cached sequences that was half of a
-cached load. A stored member is a plain array at a known offset, so it is read with one
-``readinto``, or mapped. The checksum is not missed: the loader rehashes the data (the
-dataset fingerprint) anyway.
+``np.load`` reads a member in 256 KiB chunks through ``zipfile``, which copies each chunk
+into the array; on 10,000 cached sequences that was half of a cached load. A stored
+member is a plain array at a known offset, so it is read with one ``readinto`` (and its
+CRC checked in the same pass), or mapped. A mapped member's bytes are not checksummed
+here: the loader rehashes the data (the dataset fingerprint) anyway.
+
+Mapping is only for files on a local filesystem. On NFS and the like, another machine
+replacing the file deletes it on the server, and a process whose mapped pages are then
+read again dies of SIGBUS; there the members are read instead.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -77,7 +84,40 @@ def read_npz(
                 out[name] = mm.view(np.ndarray)
                 continue
             array = np.empty(shape, found)
+            data_at = fh.tell()
+            fh.seek(start)
+            crc = zlib.crc32(fh.read(data_at - start))  # the zip CRC covers the .npy header too
             if size and fh.readinto(memoryview(array).cast("B")) != size:
                 raise ValueError(f"{name}: truncated")
+            if zlib.crc32(memoryview(array).cast("B"), crc) != info.CRC:
+                raise ValueError(f"{name}: checksum mismatch")
             out[name] = array
     return out
+
+
+# Filesystems whose files live on this machine's own disks (or in its memory).
+_LOCAL_FILESYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs", "zfs", "bcachefs", "tmpfs"}
+    | {"overlay", "apfs", "hfs"}
+)
+_MOUNT_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def on_local_filesystem(path: Path, mounts: Path = Path("/proc/self/mounts")) -> bool:
+    """Whether ``path`` is on a local filesystem, by the deepest mount that holds it;
+    False when unsure (no /proc, an unknown type), so the caller reads instead of maps."""
+    real = os.path.realpath(path)
+    best, fstype = "", ""
+    try:
+        lines = mounts.read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount = _MOUNT_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[1])
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, fstype = mount, fields[2]
+    return fstype in _LOCAL_FILESYSTEMS

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,6 +106,41 @@ def test_tampered_cache_values_are_rejected(dirs: tuple[Path, Path], cache: Path
     second = load_dataset(*dirs)
     assert second.fingerprint == first.fingerprint
     np.testing.assert_array_equal(second.inputs[0], first.inputs[0])
+
+
+def _rewrite_meta(npz: Path, change: dict[str, Any]) -> None:
+    """Rewrite the cache with its meta changed, as a valid zip (right CRCs)."""
+    with np.load(npz) as z:
+        parts = {k: z[k] for k in z.files}
+    meta = {**json.loads(parts["meta"].tobytes()), **change}
+    meta = {k: v for k, v in meta.items() if v is not None}
+    parts["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(npz, "wb") as fh:
+        np.savez(fh, **parts)
+
+
+@pytest.mark.parametrize("change", [{"key": None}, {"fingerprint": None}, {"stems": 5}])
+def test_cache_with_incomplete_meta_is_parsed_again_and_rewritten(
+    dirs: tuple[Path, Path], cache: Path, monkeypatch: pytest.MonkeyPatch, change: dict
+) -> None:
+    good(dirs)
+    first = load_dataset(*dirs)
+    [npz] = cache_files(cache)
+    _rewrite_meta(npz, change)
+    assert load_dataset(*dirs).fingerprint == first.fingerprint
+    monkeypatch.setattr(pd, "read_csv", None)  # the rewritten cache must now serve the load
+    assert load_dataset(*dirs).fingerprint == first.fingerprint
+
+
+def test_a_flipped_bit_in_the_cache_meta_is_caught(dirs: tuple[Path, Path], cache: Path) -> None:
+    # Column names are not in the fingerprint: the zip's CRC is what catches this.
+    write_pair(dirs, "a", "speed,load\n1,2\n", "t\n0.5\n")
+    load_dataset(*dirs)
+    [npz] = cache_files(cache)
+    data = npz.read_bytes()
+    assert data.count(b'"speed"') == 1
+    npz.write_bytes(data.replace(b'"speed"', b'"qpeed"'))
+    assert load_dataset(*dirs).input_columns == ("speed", "load")
 
 
 def test_unwritable_cache_dir_is_skipped(

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.npz import read_npz, write_npz
+from engine.npz import on_local_filesystem, read_npz, write_npz
 
 
 def test_parts_are_written_as_one_member_np_load_reads(tmp_path: Path) -> None:
@@ -49,3 +49,28 @@ def test_mapped_members_are_writable_private_copies(tmp_path: Path) -> None:
     assert type(x) is np.ndarray and x.flags.writeable
     x[0] = 9.0  # copy-on-write: the file keeps its bytes
     assert read_npz(path, {"x": np.float32})["x"].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_a_read_member_is_checked_against_its_crc(tmp_path: Path) -> None:
+    path = tmp_path / "c.npz"
+    with open(path, "wb") as fh:
+        write_npz(fh, {"x": [np.arange(100, dtype=np.float32)]})
+    data = bytearray(path.read_bytes())
+    at = data.index(np.float32(50).tobytes())
+    data[at] ^= 1  # one bit of one value
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        read_npz(path, {"x": np.float32})
+
+
+def test_only_local_filesystems_are_mapped(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/vda / ext4 rw 0 0\n"
+        "server:/home /home nfs4 rw 0 0\n"
+        "/dev/vdb /home/u/my\\040disk xfs rw 0 0\n"
+    )
+    assert on_local_filesystem(Path("/var/cache/x"), mounts)
+    assert not on_local_filesystem(Path("/home/u/.cache/kfold-tui/c.npz"), mounts)
+    assert on_local_filesystem(Path("/home/u/my disk/c.npz"), mounts)
+    assert not on_local_filesystem(Path("/x"), tmp_path / "no-such-file")
