@@ -6,9 +6,11 @@ since a kill may land after a checkpoint is written but before those files are.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,7 @@ def resume_run(
         wait_for_fold_workers(folder.path, len(manifest["folds"]))
         removed = remove_temp_files(folder.path)
         ds = load_training_data(cfg)
-        _check_same_data(manifest, ds)
+        _check_same_data(manifest, ds, cfg)
         _sync_from_checkpoints(folder, manifest, cfg)
 
         def mark(m: dict[str, Any]) -> None:
@@ -77,7 +79,7 @@ def resume_run(
         return train_folds(folder, cfg, ds, stop, listener, resumed=True, removed=len(removed))
 
 
-def _check_same_data(manifest: dict[str, Any], ds: Dataset) -> None:
+def _check_same_data(manifest: dict[str, Any], ds: Dataset, cfg: TrainConfig) -> None:
     data = manifest["data"]
     before, now = set(data["stems"]), set(ds.stems)
     if before != now:
@@ -96,10 +98,32 @@ def _check_same_data(manifest: dict[str, Any], ds: Dataset) -> None:
             "start a new run"
         )
     if data["fingerprint"] != ds.fingerprint:
+        # The run keeps one hash of all the data, not one per file: files written since
+        # the run started are where to look.
+        newer = _modified_since(cfg, manifest.get("created"))
+        where = f"; modified since then: {_some(newer)}" if newer else ""
         raise DataError(
             "the values in the data files changed since the run started (fingerprint "
-            f"{data['fingerprint'][:12]} -> {ds.fingerprint[:12]}); restore them or start a new run"
+            f"{data['fingerprint'][:12]} -> {ds.fingerprint[:12]}){where}; restore them or "
+            "start a new run"
         )
+
+
+def _modified_since(cfg: TrainConfig, created: Any) -> list[str]:
+    try:
+        since = datetime.strptime(str(created), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return []
+    found = []
+    for folder in (cfg.input_dir, cfg.label_dir):
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            # +1: "created" is cut to the second; a file older than the run can share it.
+            found += [e.path for e in entries if e.is_file() and e.stat().st_mtime >= since + 1]
+    return sorted(found)
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _sync_from_checkpoints(folder: RunFolder, manifest: dict[str, Any], cfg: TrainConfig) -> None:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -79,8 +80,13 @@ def test_resume_refuses_changed_settings_and_data(
     lines = (inputs / "s003.csv").read_text().splitlines()
     lines[1] = "9.5,9.5,9.5"
     (inputs / "s003.csv").write_text("\n".join(lines) + "\n")
+    created = datetime.strptime(json.loads(before)["created"], "%Y-%m-%dT%H:%M:%S%z")
+    later = created.timestamp() + 10  # written after the start, whatever this clock says
+    os.utime(inputs / "s003.csv", (later, later))
     assert main(["resume", str(run_dir)]) == 2
-    assert "values in the data files changed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "values in the data files changed" in err
+    assert f"modified since then: {inputs / 's003.csv'}; restore them" in err
     assert (run_dir / "run.json").read_text() == before
 
 

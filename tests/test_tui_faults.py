@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ from killrun import assert_same_run, events
 from test_terminal import Tmux
 from tui_helpers import SLOW_WRITES, prefill, text_of, wait_for
 
-from engine.cli import main
+from engine.cli import build_parser, main
+from engine.config import config_from_args
+from engine.kfold import start_run
 from engine.run import lock_holder
 from tui.app import KfoldApp
 from tui.screens.monitor import MonitorScreen
@@ -98,3 +101,37 @@ def test_the_app_killed_mid_run_leaves_the_run_going_and_a_new_app_attaches(
     finally:
         second.close()
     assert len(events(run_dir)) > before
+
+
+def test_a_resume_that_fails_says_why_on_the_monitor(
+    tiny_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    save = tmp_path / "save"
+    stop = threading.Event()
+    args = build_parser().parse_args(["train", *tiny_args(*tiny_data, save, epochs=4)])
+    outcome = start_run(
+        config_from_args(args), stop, lambda e: stop.set() if e["event"] == "epoch_ended" else None
+    )
+    assert outcome.status == "interrupted"
+    first = sorted(tiny_data[0].iterdir())[0]
+    lines = first.read_text().splitlines()
+    lines[1] = "7.5," + lines[1].split(",", 1)[1]  # one value changed: resume must refuse
+    first.write_text("\n".join(lines) + "\n")
+
+    async def scenario() -> None:
+        app = KfoldApp(prefill(tiny_data, save))
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.open_monitor(save / "r")
+            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen))
+            monitor = app.screen
+            assert isinstance(monitor, MonitorScreen)
+            await wait_for(pilot, lambda: monitor.view.status == "interrupted")
+            await pilot.press("r")
+            await wait_for(pilot, lambda: monitor.error != "", what="the refusal")
+            assert "changed since the run started" in monitor.error
+            await wait_for(pilot, lambda: monitor.view.status == "interrupted")
+            head = text_of(monitor.query_one("#run-head"))
+            assert "status interrupted - r resumes" in head
+            assert f"✗ {monitor.error}" in head
+
+    asyncio.run(scenario())

@@ -21,21 +21,46 @@ from engine.run import lock_holder
 LOG_DIR = ".logs"
 
 
+ERROR_PREFIX = "kfold: error: "
+# Exit codes of a run stopped by SIGHUP, SIGINT or SIGTERM (128 + the signal): a stop, not
+# a failure; the run folder says "interrupted".
+STOPPED_CODES = (129, 130, 143)
+
+
 @dataclass
 class EngineProcess:
     popen: subprocess.Popen[bytes]
     run_dir: Path
     log_path: Path
+    log_start: int = 0  # the log is shared by every process of this run: ours starts here
 
     def exit_code(self) -> int | None:
         return self.popen.poll()
 
-    def last_log_line(self) -> str:
+    def failure(self) -> str | None:
+        """Why the process ended in error, from its one-line error in the log; None while
+        it runs, after a clean end or a stop."""
+        code = self.exit_code()
+        if code in (None, 0, *STOPPED_CODES):
+            return None
+        lines = self._own_log().splitlines()
+        errors = [ln.strip() for ln in lines if ln.startswith(ERROR_PREFIX)]
+        if errors:
+            return errors[-1].removeprefix(ERROR_PREFIX)
+        if code is not None and code < 0:
+            return f"kfold was killed by signal {-code}; `r` resumes from the last epoch"
+        if any(ln.startswith("Traceback") for ln in lines):  # a bug: its last line says what
+            last = next(ln.strip() for ln in reversed(lines) if ln.strip())
+            return f"kfold crashed: {last}"
+        return None  # a run whose folds failed: their errors are in the run's own log
+
+    def _own_log(self) -> str:
         try:
-            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+            with open(self.log_path, "rb") as fh:
+                fh.seek(self.log_start)
+                return fh.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
-        return next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
 
 
 def engine_command(*args: str) -> list[str]:
@@ -49,6 +74,7 @@ def spawn(args: list[str], run_dir: Path) -> EngineProcess:
     log_path = log_dir / f"{run_dir.name}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
     with open(log_path, "ab") as log:
+        start = log.tell()
         popen = subprocess.Popen(
             engine_command(*args),
             stdin=subprocess.DEVNULL,
@@ -57,7 +83,7 @@ def spawn(args: list[str], run_dir: Path) -> EngineProcess:
             start_new_session=True,
             env=env,
         )
-    return EngineProcess(popen, run_dir, log_path)
+    return EngineProcess(popen, run_dir, log_path, start)
 
 
 def train_args(values: dict[str, Any]) -> list[str]:

@@ -49,6 +49,9 @@ class MonitorScreen(Screen[None]):
         self.view = RunView(self.run_dir, name=self.run_dir.name)
         self.live_pid: int | None = None
         self.polls = 0
+        self.error = ""  # why the last process this screen started ended in error
+        self._reported: process.EngineProcess | None = None
+        self._status_before_resume = ""
         self._log_seen = 0
         self._stop_follow = threading.Event()
 
@@ -119,14 +122,24 @@ class MonitorScreen(Screen[None]):
         for k, f in self.view.folds.items():
             if f.status == "running":
                 self.query_one(f"#fold-{k}", FoldPanel).show(f)
+        self._report_failure()
         self._refresh_head()
-        if (
-            self.proc is not None
-            and self.proc.exit_code() not in (None, 0)
-            and not (self.run_dir / "run.json").exists()
-        ):
+
+    def _report_failure(self) -> None:
+        """Once, when a process this screen started (train or resume) ends in error: the
+        reason on the head line and as a notice, and the status back to the run folder's."""
+        if self.proc is None or self.proc is self._reported:
+            return
+        message = self.proc.failure()
+        if message is None:
+            return
+        self._reported = self.proc
+        self.error = message
+        if self.view.status == "resuming":
+            self.view.status = self._status_before_resume  # the run is as it was
+        elif not (self.run_dir / "run.json").exists():
             self.view.status = "failed to start"
-            self._refresh_head(self.proc.last_log_line())
+        self.notify(message, title="kfold stopped with an error", severity="error", timeout=30)
 
     def _ensure_panels(self) -> None:
         box = self.query_one("#folds", Vertical)
@@ -139,8 +152,9 @@ class MonitorScreen(Screen[None]):
     def _show_fold(self, k: int) -> None:
         self.query_one(f"#fold-{k}", FoldPanel).show(self.view.folds[k])
 
-    def _refresh_head(self, error: str | None = None) -> None:
+    def _refresh_head(self) -> None:
         v = self.view
+        error = self.error
         status = v.status
         if self.live_pid is not None:
             status += f" (pid {self.live_pid})"
@@ -185,6 +199,8 @@ class MonitorScreen(Screen[None]):
             self.notify(f"The run is {self.view.status}; nothing to resume", severity="warning")
             return
         self.proc = process.resume(self.run_dir)
+        self.error = ""
+        self._status_before_resume = self.view.status
         self.view.status = "resuming"
         self._refresh_head()
 
