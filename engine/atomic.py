@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -96,3 +97,24 @@ def _maybe_pause(name: str) -> None:
     delay = os.environ.get(_DELAY_ENV)
     if delay and os.environ.get(_DELAY_MATCH_ENV, "") in name:
         time.sleep(float(delay))
+
+
+def link_replace(src: Path, dst: Path) -> None:
+    """Make ``dst`` another name of ``src``'s file, atomically: a hard link, so nothing is
+    copied and ``dst`` holds a whole file at every instant. Raises FileNotFoundError if
+    ``src`` is missing. Where hard links are not supported, ``dst`` is an atomic copy."""
+    tmp = dst.with_name(f".{dst.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        os.link(src, tmp)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        with open(src, "rb") as source:
+            atomic_write(dst, lambda fh: shutil.copyfileobj(source, fh, 1 << 20))
+        return
+    try:
+        os.replace(tmp, dst)
+    finally:
+        # rename(2) between two links of one file (dst already was src, e.g. after a kill
+        # between the link and the write that follows it) does nothing: tmp stays behind.
+        tmp.unlink(missing_ok=True)

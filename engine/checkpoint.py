@@ -8,6 +8,7 @@ adds what an exact resume needs (see ``engine.fit``).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import warnings
@@ -16,8 +17,9 @@ from typing import Any
 
 import torch
 
-from engine.atomic import atomic_write
+from engine.atomic import atomic_write, link_replace
 from engine.errors import CheckpointError
+from engine.run import previous_copy
 
 FORMAT_VERSION = 1
 
@@ -36,7 +38,13 @@ K_RNG = "rng"
 K_PROGRESS = "progress"
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, payload: dict[str, Any], *, keep_previous: bool = False) -> None:
+    """Atomic write; with ``keep_previous``, the file it replaces stays on as
+    ``previous_copy(path)``, for a resume when this one is damaged later (bit rot, a
+    truncating copy): replaying one epoch from there gives the same run."""
+    if keep_previous:
+        with contextlib.suppress(FileNotFoundError):
+            link_replace(path, previous_copy(path))
     atomic_write(path, lambda fh: torch.save(payload, fh))
 
 

@@ -343,6 +343,9 @@ class _ReadOnlyFolder(RunFolder):
     def replace_fold_metrics(self, fold: int, rows: list[dict[str, Any]]) -> None:
         return None
 
+    def drop_previous_copy(self, model: str, fold: int) -> None:
+        return None
+
 
 class _NoEvents(EventLog):
     def __init__(self, run: str) -> None:

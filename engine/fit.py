@@ -168,7 +168,7 @@ class FoldTrainer:
         fold, epoch = ended["fold"], ended["epoch"]
         for kind, payload in payloads.items():
             path = self.folder.checkpoint(kind, self.cfg.model, fold)
-            ck.save_checkpoint(path, payload)
+            ck.save_checkpoint(path, payload, keep_previous=kind == "last")
             self.events.emit("checkpoint_saved", fold=fold, epoch=epoch, kind=kind, path=path.name)
         self.folder.replace_fold_metrics(fold, history)
         self.events.emit("epoch_ended", **ended)

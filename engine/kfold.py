@@ -9,7 +9,7 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,8 +127,11 @@ def start_run(
 
 def load_last_checkpoint(folder: RunFolder, cfg: TrainConfig, fold: int) -> dict[str, Any] | None:
     path = folder.checkpoint("last", cfg.model, fold)
-    if not path.exists():
-        return None
+    return load_training_state(path, fold) if path.exists() else None
+
+
+def load_training_state(path: Path, fold: int) -> dict[str, Any]:
+    """A ``last_`` checkpoint (or its previous copy) of this fold, with all a resume needs."""
     state = ck.require_training_checkpoint(ck.load_checkpoint(path), path)
     missing = [k for k in (ck.K_OPTIMIZER, ck.K_RNG, ck.K_PROGRESS) if k not in state]
     if missing or state.get(ck.K_FOLD) != fold:
@@ -160,9 +163,10 @@ def train_folds(
     *,
     resumed: bool,
     removed: int = 0,
+    notes: Sequence[str] = (),
 ) -> RunOutcome:
     with torch_threads(resolve_threads(cfg.threads)) as threads:
-        return _train_folds(folder, cfg, ds, stop, listener, resumed, removed, threads)
+        return _train_folds(folder, cfg, ds, stop, listener, resumed, removed, notes, threads)
 
 
 def _train_folds(
@@ -173,6 +177,7 @@ def _train_folds(
     listener: Listener | None,
     resumed: bool,
     removed: int,
+    notes: Sequence[str],
     threads: int,
 ) -> RunOutcome:
     device = resolve_device(cfg.device)
@@ -195,6 +200,8 @@ def _train_folds(
     )
     if removed:
         events.emit("log", message=f"removed {removed} temporary file(s) left by a killed process")
+    for note in notes:
+        events.emit("log", message=note)
     status = "finished"
     try:
         status = _fold_runner(cfg)(folder, cfg, ds, manifest["folds"], device, events, stop)
@@ -354,10 +361,13 @@ def _run_fold(
         data_meta(ds),
     )
     try:
-        return trainer.run()
+        progress = trainer.run()
     except Interrupted:
         _set_fold(folder, fold, progress=progress, epochs=cfg.epochs, status="interrupted")
         raise
+    if progress.is_complete(cfg.epochs):  # the previous copy only serves a resume mid-fold
+        folder.drop_previous_copy(cfg.model, fold)
+    return progress
 
 
 def _set_fold(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import checkpoint as ck
-from engine.atomic import remove_temp_files
+from engine.atomic import link_replace, remove_temp_files
 from engine.config import RESUMABLE_CHANGES, TrainConfig, config_differences
 from engine.data import Dataset
 from engine.devices import resolve_device
@@ -26,10 +26,11 @@ from engine.kfold import (
     fold_entry_update,
     load_last_checkpoint,
     load_training_data,
+    load_training_state,
     train_folds,
 )
 from engine.parallel import wait_for_fold_workers
-from engine.run import Listener, RunFolder, RunLock
+from engine.run import Listener, RunFolder, RunLock, previous_copy
 
 
 def resume_run(
@@ -62,7 +63,7 @@ def resume_run(
         removed = remove_temp_files(folder.path)
         ds = load_training_data(cfg)
         _check_same_data(manifest, ds, cfg)
-        _sync_from_checkpoints(folder, manifest, cfg)
+        notes = _sync_from_checkpoints(folder, manifest, cfg)
 
         def mark(m: dict[str, Any]) -> None:
             m.update(
@@ -76,7 +77,9 @@ def resume_run(
             m["folds"] = manifest["folds"]
 
         folder.update_manifest(mark)
-        return train_folds(folder, cfg, ds, stop, listener, resumed=True, removed=len(removed))
+        return train_folds(
+            folder, cfg, ds, stop, listener, resumed=True, removed=len(removed), notes=notes
+        )
 
 
 def _check_same_data(manifest: dict[str, Any], ds: Dataset, cfg: TrainConfig) -> None:
@@ -126,12 +129,18 @@ def _some(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def _sync_from_checkpoints(folder: RunFolder, manifest: dict[str, Any], cfg: TrainConfig) -> None:
+def _sync_from_checkpoints(
+    folder: RunFolder, manifest: dict[str, Any], cfg: TrainConfig
+) -> list[str]:
     """The ``last_`` checkpoints are the truth: rebuild metrics rows and fold status from
-    them, since a kill may have landed after a checkpoint but before these files."""
+    them, since a kill may have landed after a checkpoint but before these files. Returns
+    what the run's log should say about checkpoints recovered or missing."""
+    notes = []
     for entry in manifest["folds"]:
         entry.pop("error", None)  # a fold that failed is retried; its old error is history
-        state = load_last_checkpoint(folder, cfg, entry["fold"])
+        state, note = _last_state(folder, cfg, entry)
+        if note:
+            notes.append(note)
         if state is None:
             folder.replace_fold_metrics(entry["fold"], [])
             entry.update(status="pending", epochs_done=0, best_val_loss=None, best_epoch=None)
@@ -139,3 +148,46 @@ def _sync_from_checkpoints(folder: RunFolder, manifest: dict[str, Any], cfg: Tra
         p = FoldProgress.from_state_dict(state[ck.K_PROGRESS])
         folder.replace_fold_metrics(p.fold, p.history)
         fold_entry_update(entry, p, cfg.epochs, "interrupted")
+    return notes
+
+
+def _last_state(
+    folder: RunFolder, cfg: TrainConfig, entry: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The fold's ``last_`` state; a damaged or missing one is put back from its copy of
+    the epoch before (one epoch replayed gives the same run), or refused in one line that
+    says what to do. Also what the run's log should say about it."""
+    fold = entry["fold"]
+    last = folder.checkpoint("last", cfg.model, fold)
+    previous = previous_copy(last)
+    try:
+        state = load_last_checkpoint(folder, cfg, fold)
+        if state is not None:
+            return state, None
+        problem = f"{last.name} is missing"
+        if not previous.exists():
+            done = entry.get("epochs_done") or 0
+            return None, f"fold {fold}: {problem}; it trains again from epoch 1" if done else None
+    except ck.CheckpointError as exc:
+        # What is wrong, without the generic advice (resume takes no checkpoint to use).
+        problem = str(exc).replace(str(last), last.name).split("; ")[0]
+        if not previous.exists():
+            raise ck.CheckpointError(
+                f"{problem} (in {folder.path}); there is no copy of the epoch before "
+                f"({previous.name}): move it aside and `kfold resume` trains fold {fold} "
+                "again from epoch 1"
+            ) from None
+    try:
+        state = load_training_state(previous, fold)
+    except ck.CheckpointError as exc:
+        raise ck.CheckpointError(
+            f"{problem}, and its copy of the epoch before is unusable too ({exc}); move both "
+            f"aside and `kfold resume` trains fold {fold} again from epoch 1"
+        ) from None
+    if last.exists():  # kept beside the run for a look, out of the way of the next write
+        os.replace(last, last.with_name(last.name + ".damaged"))
+    link_replace(previous, last)
+    return state, (
+        f"fold {fold}: {problem}; resumed from its copy of epoch {state[ck.K_EPOCH]} "
+        f"({previous.name})"
+    )

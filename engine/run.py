@@ -68,6 +68,11 @@ def checkpoint_name(kind: str, model: str, fold: int) -> str:
     return f"{kind}_{model}_fold_{fold}.pth"
 
 
+def previous_copy(path: Path) -> Path:
+    """``last_<model>_fold_<k>.prev.pth``: the ``last_`` checkpoint of the epoch before."""
+    return path.with_suffix(".prev.pth")
+
+
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -94,6 +99,10 @@ class RunFolder:
 
     def checkpoint(self, kind: str, model: str, fold: int) -> Path:
         return self.path / checkpoint_name(kind, model, fold)
+
+    def drop_previous_copy(self, model: str, fold: int) -> None:
+        """A finished fold's ``last_`` needs no copy of the epoch before any more."""
+        previous_copy(self.checkpoint("last", model, fold)).unlink(missing_ok=True)
 
     def read_manifest(self) -> dict[str, Any]:
         if not self.path.is_dir():

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import tiny_args
 from killrun import assert_same_run, kill_when, run, saved, start, temp_files, writing
+
+from engine.cli import build_parser, main
+from engine.config import config_from_args
+from engine.kfold import start_run
 
 SLOW_WRITES = {"KFOLD_TEST_WRITE_DELAY": "0.05", "KFOLD_TEST_WRITE_DELAY_MATCH": ""}
 
@@ -73,6 +78,50 @@ def test_stop_signals_end_interrupted_with_last_epoch_on_disk(
     assert res.returncode == 0, res.stderr
     ref = _reference(tiny_data, tmp_path / "ref", "gru", epochs=4)
     assert_same_run(ref, save / "r", "gru", folds=2)
+
+
+def test_a_damaged_last_checkpoint_is_resumed_from_its_copy_of_the_epoch_before(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = _reference(tiny_data, tmp_path / "ref", "gru", epochs=8)
+    save = tmp_path / "s"
+    stop = threading.Event()
+    args = build_parser().parse_args(["train", *tiny_args(*tiny_data, save, model="gru", epochs=8)])
+
+    def stop_after_epoch_3(e: dict) -> None:
+        # Checkpoints are written while the next epoch trains: fold 1 stops after 3 or 4.
+        if e["event"] == "epoch_ended" and e["epoch"] == 3:
+            stop.set()
+
+    assert start_run(config_from_args(args), stop, stop_after_epoch_3).status == "interrupted"
+    run_dir = save / "r"
+    last = run_dir / "last_gru_fold_1.pth"
+    previous = run_dir / "last_gru_fold_1.prev.pth"
+    epoch = torch.load(last, weights_only=True)["epoch"]
+    assert epoch in (3, 4) and torch.load(previous, weights_only=True)["epoch"] == epoch - 1
+    damaged = last.read_bytes()[:-1000]
+    last.write_bytes(damaged)  # bit rot, a truncating copy
+
+    # Without the copy, resume refuses and says what to do.
+    previous.rename(tmp_path / "aside.pth")
+    assert main(["resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "last_gru_fold_1.pth: truncated or corrupt PyTorch file (in " in err
+    assert "no copy of the epoch before (last_gru_fold_1.prev.pth)" in err
+    assert "move it aside and `kfold resume` trains fold 1 again from epoch 1" in err
+
+    # With it, resume replays an epoch from the copy of the one before: the same run.
+    (tmp_path / "aside.pth").rename(previous)
+    assert main(["resume", str(run_dir)]) == 0
+    assert_same_run(ref, run_dir, "gru", folds=2)
+    logs = [e["message"] for e in _events(run_dir) if e["event"] == "log"]
+    assert (
+        "fold 1: last_gru_fold_1.pth: truncated or corrupt PyTorch file; resumed from its "
+        f"copy of epoch {epoch - 1} (last_gru_fold_1.prev.pth)"
+    ) in logs
+    assert (run_dir / "last_gru_fold_1.pth.damaged").read_bytes() == damaged
+    assert not list(run_dir.glob("*.prev.pth"))  # finished folds keep no copy
 
 
 def _events(run_dir: Path) -> list[dict]:
