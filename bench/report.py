@@ -44,13 +44,34 @@ def machine() -> dict[str, Any]:
     }
 
 
-def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every target of the issue with its measured value and whether it is met."""
+# The targets are set for the full run's sizes; at --quick's tiny sizes fixed costs
+# (Python overhead, a file write) dominate an epoch, so a quick run's ratios say nothing
+# about them and judging them there would only mislead.
+QUICK_NOTE = (
+    "`--quick` is a smoke run at tiny sizes, where fixed costs dominate: the targets below "
+    "are set for the full run's sizes and are judged only by a full `python -m bench`."
+)
+
+
+def targets(results: dict[str, Any], judged: bool = True) -> list[dict[str, Any]]:
+    """Every target of the issue with its measured value and, when ``judged``, whether it
+    is met (``met`` is None when not judged or not measured)."""
     out: list[dict[str, Any]] = []
 
     def add(name: str, value: float | None, limit: float, at_most: bool = True) -> None:
-        met = None if value is None else (value <= limit if at_most else value >= limit)
-        out.append({"target": name, "value": value, "limit": limit, "at_most": at_most, "met": met})
+        met = None
+        if judged and value is not None:
+            met = value <= limit if at_most else value >= limit
+        out.append(
+            {
+                "target": name,
+                "value": value,
+                "limit": limit,
+                "at_most": at_most,
+                "judged": judged,
+                "met": met,
+            }
+        )
 
     for row in results.get("epochs", []):
         m, b = row["model"], row["batch_size"]
@@ -78,8 +99,8 @@ def render(results: dict[str, Any]) -> str:
     lines = [f"# kfold-tui bench: {results['command']}", ""]
     m = results["machine"]
     lines.append(
-        f"Machine: {m['cpu']}, {m['usable_cpus']} usable CPUs, torch {m['torch']} "
-        f"with {m['torch_threads']} threads, device {m['device']}, Python {m['python']}; "
+        f"Machine: {m['cpu']}, {count(m['usable_cpus'], 'usable CPU')}, torch {m['torch']} "
+        f"with {count(m['torch_threads'], 'thread')}, device {m['device']}, Python {m['python']}; "
         f"1-minute load average {m['load_avg_at_start']:.1f} at the start"
         + (f", {results['load_avg_at_end']:.1f} at the end" if "load_avg_at_end" in results else "")
     )
@@ -88,10 +109,10 @@ def render(results: dict[str, Any]) -> str:
     if epochs:
         plan = results["plans"]["epochs"]
         lines += [
-            f"Epoch times, median of {plan['rounds']} alternating epochs after {plan['warmup']} "
-            f"warm-up; generated sequences of {plan['min_len']}-{plan['max_len']} steps, "
-            f"{plan['features']} features, 20% for validation; models with hidden "
-            f"{plan['hidden_size']}, {plan['num_layers']} layers, {plan['nhead']} heads:",
+            f"Epoch times, {_timed_epochs(plan['rounds'], plan['warmup'])}; generated sequences "
+            f"of {plan['min_len']}-{plan['max_len']} steps, {count(plan['features'], 'feature')}, "
+            f"20% for validation; models with hidden {plan['hidden_size']}, "
+            f"{count(plan['num_layers'], 'layer')}, {count(plan['nhead'], 'head')}:",
             "",
             "| model | sequences | batch | engine s | seed s | bare s | engine/seed "
             "| engine/bare | padding bucket / shuffle | load |",
@@ -158,11 +179,15 @@ def render(results: dict[str, Any]) -> str:
             + f" ({', '.join(c['model'] for c in checks)}).",
             "",
         ]
+    if not results.get("targets_judged", True):
+        lines += [QUICK_NOTE, ""]
     lines += ["| target | measured | limit | met |", "|---|---:|---:|---|"]
     for t in results.get("targets", []):
         value = "-" if t["value"] is None else f"{t['value']:.3f}"
         sign = "<=" if t["at_most"] else ">="
         met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
+        if not t.get("judged", True):
+            met = "n/a (quick)"
         lines.append(f"| {t['target']} | {value} | {sign} {t['limit']} | {met} |")
     return "\n".join(lines) + "\n"
 
@@ -177,5 +202,17 @@ def _app_cpu(app: dict[str, Any]) -> str:
         return ""
     return (
         f" The app (real, on a 120x40 terminal) used {sum(cpu):.1f} CPU seconds"
-        f" over {len(cpu)} followed runs."
+        f" over {count(len(cpu), 'followed run')}."
     )
+
+
+def count(n: int, noun: str) -> str:
+    """``1 layer``, ``2 layers``: the report's figures come from user-chosen sizes."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _timed_epochs(rounds: int, warmup: int) -> str:
+    timed = "one timed epoch each" if rounds == 1 else f"median of {rounds} alternating epochs"
+    if warmup == 0:
+        return f"{timed}, no warm-up"
+    return f"{timed} after {count(warmup, 'warm-up epoch')}"

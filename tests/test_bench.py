@@ -15,7 +15,8 @@ from conftest import ENV, ROOT
 from bench import app as bench_app
 from bench.app import run_app_section, tail_like_the_app
 from bench.check import same_loss_check
-from bench.cli import QUICK_APP
+from bench.cli import QUICK_APP, build_parser
+from bench.report import count, targets
 
 MODELS = ("mlp", "lstm", "gru", "transformer")
 
@@ -54,6 +55,36 @@ def test_quick_bench_runs_and_reports_every_section(tmp_path: Path) -> None:
     assert app.get("skipped") == "app not available" or app["ratio"] > 0
     assert {t["target"] for t in figures["targets"]} >= {"mlp b4: engine/seed epoch"}
     assert "| target | measured | limit | met |" in res.stdout
+    # At the quick sizes the targets do not apply: reported, never judged.
+    assert figures["targets_judged"] is False
+    assert all(t["met"] is None and not t["judged"] for t in figures["targets"])
+    assert "n/a (quick)" in res.stdout and "**no**" not in res.stdout
+    assert "judged only by a full `python -m bench`" in res.stdout
+    assert "1 layer," in res.stdout and "1 layers" not in res.stdout
+    assert "nested tensors" not in res.stderr
+
+
+def test_targets_are_judged_only_when_asked() -> None:
+    results = {
+        "epochs": [{"model": "mlp", "batch_size": 32, "engine_vs_seed": 0.9, "engine_vs_bare": 1.0}]
+    }
+    judged = {t["target"]: t for t in targets(results)}
+    assert judged["mlp b32: engine/seed epoch"]["met"] is False
+    assert judged["mlp b32: engine/bare"]["met"] is True
+    assert all(t["judged"] for t in judged.values())
+    unjudged = targets(results, judged=False)
+    assert [t["value"] for t in unjudged] == [t["value"] for t in judged.values()]
+    assert all(t["met"] is None and not t["judged"] for t in unjudged)
+
+
+def test_json_is_written_only_when_asked() -> None:
+    assert build_parser().parse_args(["--quick"]).json is None
+
+
+def test_counts_read_as_english() -> None:
+    assert count(1, "layer") == "1 layer"
+    assert count(2, "layer") == "2 layers"
+    assert count(0, "followed run") == "0 followed runs"
 
 
 def test_app_section_is_skipped_without_the_app(
