@@ -1,8 +1,9 @@
 """``kfold``: train, resume, eval, inspect, ls (and, with no command, the terminal app).
 
 The only engine module that may use rich. Every user-caused failure ends in one line on
-stderr and exit code 2; a stop by signal ends with 128 + the signal number. A run is given
-by path or by the name `kfold ls` prints, looked up in --model_save_dir.
+stderr and exit code 2; a stop by signal ends with 128 + the signal number; an eval that
+had to leave folds out prints its scores and exits 1. A run is given by path or by the
+name `kfold ls` prints, looked up in --model_save_dir.
 """
 
 from __future__ import annotations
@@ -191,9 +192,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(target, args.input_dir, args.label_dir, args.predictions, args.device)
     if args.json:
         print(json.dumps(result, indent=1))
+        # stdout stays pure JSON (it holds the same notices under "missing").
+        for gap in result["missing"]:
+            print(gap["message"], file=sys.stderr)
     else:
         print_eval(result)
-    return 0
+    # A mean over fewer than K folds is not the run's CV score: a script must notice.
+    return 1 if result["missing"] else 0
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
