@@ -1,5 +1,6 @@
 """What a save folder holds: runs (read from run.json, never from checkpoints) and loose
-``.pth`` files. Shared by ``kfold ls`` and the app's overview."""
+``.pth`` files. Shared by ``kfold ls`` and the app's overview, and the lookup that lets
+``kfold resume|eval|inspect`` take the names ``kfold ls`` prints."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.config import TrainConfig
 from engine.errors import RunError
 from engine.run import RUN_JSON, RunFolder, lock_holder
 
@@ -114,3 +116,22 @@ def loose_checkpoints(save_dir: Path | str) -> list[Path]:
 
 def file_date(path: Path) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+
+
+def find_in_save_dir(given: str, save_dir: Path | str, what: str = "run folder") -> Path:
+    """``given`` as typed if it exists, else ``<save_dir>/<given>``: `kfold ls` prints run
+    names, and a name should work wherever a run folder (or a loose checkpoint) is taken.
+
+    A path that exists wins, so a name never shadows what the user pointed at. Neither
+    existing is a RunError naming both places looked in."""
+    typed = Path(given).expanduser()
+    if typed.exists():
+        return typed
+    inside = Path(save_dir).expanduser() / typed
+    if inside.exists():
+        return inside
+    places = str(typed) if inside == typed else f"{typed} and {inside}"
+    default = Path(TrainConfig().model_save_dir)
+    lister = "kfold ls" if Path(save_dir) == default else f"kfold ls {save_dir}"
+    listed = "the runs" if what == "run folder" else "the runs and loose checkpoints"
+    raise RunError(f"{given}: no such {what} (looked for {places}); `{lister}` lists {listed}")

@@ -1,7 +1,9 @@
 """``kfold``: train, resume, eval, inspect, ls (and, with no command, the terminal app).
 
 The only engine module that may use rich. Every user-caused failure ends in one line on
-stderr and exit code 2; a stop by signal ends with 128 + the signal number.
+stderr and exit code 2; a stop by signal ends with 128 + the signal number; an eval that
+had to leave folds out prints its scores and exits 1. A run is given by path or by the
+name `kfold ls` prints, looked up in --model_save_dir.
 """
 
 from __future__ import annotations
@@ -17,10 +19,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from engine.catalog import find_in_save_dir
 from engine.config import TrainConfig, add_train_arguments, config_from_args
 from engine.errors import UserError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_SAVE_DIR = TrainConfig().model_save_dir
+_RUN_HELP = (
+    "a run folder, or a run name as `kfold ls` lists it "
+    f"(looked up in --model_save_dir, default {_SAVE_DIR})"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,11 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(train)
 
     resume = sub.add_parser("resume", help="continue an interrupted run exactly")
-    resume.add_argument("run_dir", help="the run folder, e.g. model_checkpoints/lstm-2026...")
+    resume.add_argument("run_dir", metavar="RUN_DIR|NAME", help=_RUN_HELP)
+    # Its --model_save_dir (from the training flags) only says where to look for RUN.
     add_train_arguments(resume, suppress=True)
 
     ev = sub.add_parser("eval", help="score a run's fold models or one checkpoint")
-    ev.add_argument("target", help="a run folder or a .pth checkpoint")
+    ev.add_argument(
+        "target", metavar="RUN_DIR|NAME|FILE", help=_RUN_HELP + ", or a .pth checkpoint"
+    )
+    _add_save_dir(ev)
     ev.add_argument("--input_dir", default=None, help="score on other data (with --label_dir)")
     ev.add_argument("--label_dir", default=None)
     ev.add_argument(
@@ -53,16 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     ins = sub.add_parser("inspect", help="show what a checkpoint holds, loaded safely")
-    ins.add_argument("file")
+    ins.add_argument("file", help="a .pth file, or its path inside --model_save_dir")
+    _add_save_dir(ins)
     ins.add_argument("--json", action="store_true")
 
     ls = sub.add_parser("ls", help="list the runs and loose checkpoints in a save folder")
-    ls.add_argument("dir", nargs="?", default=TrainConfig().model_save_dir)
+    ls.add_argument("dir", nargs="?", default=None, help=f"the save folder ({_SAVE_DIR})")
+    ls.add_argument("--model_save_dir", default=None, help="the same, as train spells it")
     ls.add_argument("--json", action="store_true")
 
     tui = sub.add_parser("tui", help="open the terminal app")
     add_train_arguments(tui, suppress=True)
     return parser
+
+
+def _add_save_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model_save_dir",
+        default=_SAVE_DIR,
+        help="where names are looked up (a path that exists is taken as it is)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,11 +157,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from engine import distributed
 
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "run_dir")}
+    # --model_save_dir is where to look for the run, not a setting to change: the run keeps
+    # the one it was trained with.
+    save_dir = getattr(args, "model_save_dir", _SAVE_DIR)
+    run_dir = find_in_save_dir(args.run_dir, save_dir)
+    skip = ("command", "run_dir", "model_save_dir")
+    overrides = {k: v for k, v in vars(args).items() if k not in skip}
     stopper = _StopOnSignal()
     stopper.install()
     return _report(
-        lambda listener: distributed.resume(args.run_dir, stopper.event, listener, overrides),
+        lambda listener: distributed.resume(run_dir, stopper.event, listener, overrides),
         stopper,
     )
 
@@ -161,19 +188,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from engine.cli_progress import print_eval
     from engine.evaluate import evaluate
 
-    result = evaluate(args.target, args.input_dir, args.label_dir, args.predictions, args.device)
+    target = find_in_save_dir(args.target, args.model_save_dir, "run folder or checkpoint")
+    result = evaluate(target, args.input_dir, args.label_dir, args.predictions, args.device)
     if args.json:
         print(json.dumps(result, indent=1))
+        # stdout stays pure JSON (it holds the same notices under "missing").
+        for gap in result["missing"]:
+            print(gap["message"], file=sys.stderr)
     else:
         print_eval(result)
-    return 0
+    # A mean over fewer than K folds is not the run's CV score: a script must notice.
+    return 1 if result["missing"] else 0
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from engine.checkpoint import inspect_checkpoint
     from engine.cli_progress import print_inspect
 
-    info = inspect_checkpoint(args.file)
+    info = inspect_checkpoint(find_in_save_dir(args.file, args.model_save_dir, "file"))
     if args.json:
         print(json.dumps(info, indent=1, default=str))
     else:
@@ -185,7 +217,12 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     from engine.catalog import list_runs, loose_checkpoints
     from engine.cli_progress import print_runs
 
-    root = Path(args.dir)
+    if args.dir is not None and args.model_save_dir is not None and args.dir != args.model_save_dir:
+        raise UserError(
+            f"two save folders given ({args.dir} and --model_save_dir {args.model_save_dir}); "
+            "give one"
+        )
+    root = Path(args.dir or args.model_save_dir or _SAVE_DIR)
     if not root.is_dir():
         raise UserError(f"{root}: no such folder; give the save folder (--model_save_dir)")
     runs, loose = list_runs(root), loose_checkpoints(root)

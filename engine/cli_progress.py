@@ -144,8 +144,13 @@ def print_eval(result: dict[str, Any]) -> None:
         table.add_row(
             "ensemble", str(e["sequences"]), _fmt(e["loss"]), _fmt(e["mse"]), _fmt(e["mae"])
         )
+    if result.get("k_folds"):
+        table.caption = f"mean over {len(result['folds'])} of {result['k_folds']} folds"
     console = Console()
     console.print(table)
+    for gap in result.get("missing") or []:
+        # Not markup (file names, torch's words); soft_wrap keeps one line per fold in a log.
+        console.print(f"[yellow]{escape(gap['message'])}[/]", soft_wrap=True)
     if result.get("predictions"):
         console.print(f"predictions written to {result['predictions']}")
 

@@ -3,6 +3,8 @@
 On the run's own data each fold's best model is scored on its own held-out fold: the
 honest CV score, equal to the best val loss recorded in training. On other data every
 fold model is scored on all of it, plus the ensemble (the mean of their predictions).
+A fold whose ``best_`` checkpoint is missing or unreadable is left out and listed under
+``missing``, each with a one-line message; the CLI then exits 1.
 """
 
 from __future__ import annotations
@@ -44,16 +46,25 @@ def evaluate(
     if (input_dir is None) != (label_dir is None):
         raise UserError("give both --input_dir and --label_dir, or neither")
     own_data = input_dir is None
+    # Folds of a run that cannot be scored: reported, never silently dropped, since a mean
+    # over fewer folds is not the run's CV score.
+    gaps: list[dict[str, Any]] = []
+    k_folds: int | None = None
     if target.is_dir():
         folder = RunFolder(target)
         manifest = folder.read_manifest()
         cfg = TrainConfig.from_dict(manifest["config"])
-        entries = [
-            (e["fold"], folder.checkpoint("best", cfg.model, e["fold"]), e["val_stems"])
-            for e in manifest["folds"]
-        ]
-        entries = [e for e in entries if e[1].exists()]
-        if not entries:
+        k_folds = len(manifest["folds"])
+        entries = []
+        for e in manifest["folds"]:
+            path = folder.checkpoint("best", cfg.model, e["fold"])
+            if path.exists():
+                entries.append((e["fold"], path, e["val_stems"]))
+            elif e.get("best_epoch") is None:
+                gaps.append(_gap(e["fold"], path, f"not trained yet (no {path.name})"))
+            else:
+                gaps.append(_gap(e["fold"], path, f"{path.name} is missing"))
+        if not entries and all(e.get("best_epoch") is None for e in manifest["folds"]):
             raise RunError(f"{target}: no best_ checkpoints yet; train at least one epoch first")
     else:
         state = _load_model_checkpoint(target)
@@ -66,13 +77,27 @@ def evaluate(
                 "--input_dir and --label_dir to score it on data of your choice"
             )
         entries = [(fold, target, val_stems or [])]
+    states = []
+    for fold, path, val_stems in entries:
+        try:
+            states.append((fold, path, val_stems, _load_model_checkpoint(path)))
+        except CheckpointError as exc:
+            if k_folds is None:  # one file asked for by name: its error is the answer
+                raise
+            reason = str(exc).removeprefix(f"{path}: ").split(";")[0]
+            gaps.append(_gap(fold, path, f"{path.name} is unreadable ({reason})"))
+    gaps.sort(key=lambda g: g["fold"])
+    if not states:
+        raise RunError(
+            f"{target}: no fold can be scored ({gaps[0]['problem']}); restore the best_ "
+            "checkpoints from a backup or train the run again"
+        )
     ds = load_dataset(
         cfg.input_dir if own_data else input_dir, cfg.label_dir if own_data else label_dir
     )
     dev = torch.device(device)
     scored: list[ScoredModel] = []
-    for fold, path, val_stems in entries:
-        state = _load_model_checkpoint(path)
+    for fold, path, val_stems, state in states:
         model = _restore_model(state, path, ds, dev)
         name = f"fold {fold}" if fold else path.name
         scored.append(ScoredModel(name, model, list(val_stems) if own_data else list(ds.stems)))
@@ -96,6 +121,19 @@ def evaluate(
         "summary": summary,
         "ensemble": ensemble,
         "predictions": str(predictions) if predictions is not None else None,
+        # The summary is over len(folds) of k_folds folds (k_folds is None for one file).
+        "k_folds": k_folds,
+        "missing": gaps,
+    }
+
+
+def _gap(fold: int, path: Path, problem: str) -> dict[str, Any]:
+    """A fold left out of the scores, with the one line that says so."""
+    return {
+        "fold": fold,
+        "file": path.name,
+        "problem": problem,
+        "message": f"fold {fold}: {problem}; left out of the mean",
     }
 
 

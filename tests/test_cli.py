@@ -131,6 +131,7 @@ def test_eval_on_own_folds_reproduces_the_cv_score(
     assert [r["loss"] for r in result["folds"]] == [f["best_val_loss"] for f in manifest["folds"]]
     assert result["summary"]["loss_mean"] == pytest.approx(manifest["summary"]["cv_mean"])
     assert result["ensemble"] is None
+    assert (result["k_folds"], result["missing"]) == (2, [])
     assert sorted(p.stem for p in (tmp_path / "p").iterdir()) == manifest["data"]["stems"]
     first = (tmp_path / "p" / "s000.csv").read_text().splitlines()
     assert first[0] == "t0"
@@ -159,6 +160,63 @@ def test_eval_on_other_data_scores_every_fold_and_the_ensemble(
         == 2
     )
     assert "takes 3 input columns, the data has 5" in capsys.readouterr().err
+
+
+def test_eval_reports_each_fold_it_leaves_out_and_exits_1(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _train(tiny_data, tmp_path / "s", epochs=2, k_folds=3)
+    best = {
+        f["fold"]: f["best_val_loss"]
+        for f in json.loads((run_dir / "run.json").read_text())["folds"]
+    }
+    (run_dir / "best_mlp_fold_1.pth").unlink()
+    capsys.readouterr()
+    assert main(["eval", str(run_dir)]) == 1
+    out = capsys.readouterr().out
+    rows = [ln.split("│")[1].strip() for ln in out.splitlines() if ln.startswith("│ fold")]
+    assert rows == ["fold 2", "fold 3"]
+    assert "mean over 2 of 3 folds" in out
+    assert "fold 1: best_mlp_fold_1.pth is missing; left out of the mean" in out.splitlines()
+
+    (run_dir / "best_mlp_fold_3.pth").write_bytes(b"PK\x03\x04 not really a zip")
+    assert main(["eval", str(run_dir), "--json"]) == 1
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert [r["name"] for r in result["folds"]] == ["fold 2"]
+    assert result["summary"]["loss_mean"] == best[2]
+    assert result["k_folds"] == 3
+    assert [(g["fold"], g["problem"]) for g in result["missing"]] == [
+        (1, "best_mlp_fold_1.pth is missing"),
+        (3, "best_mlp_fold_3.pth is unreadable (truncated or corrupt PyTorch file)"),
+    ]
+    # stdout stays JSON; the same notices go to stderr, one line per fold.
+    assert captured.err.splitlines() == [g["message"] for g in result["missing"]]
+
+    (run_dir / "best_mlp_fold_2.pth").unlink()
+    assert main(["eval", str(run_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"kfold: error: {run_dir}: no fold can be scored (best_mlp_fold_1.pth is missing); "
+        "restore the best_ checkpoints from a backup or train the run again\n"
+    )
+
+
+def test_eval_names_a_fold_not_trained_yet(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _train(tiny_data, tmp_path / "s", epochs=1)
+    # As a run stopped before fold 2's first epoch leaves it.
+    manifest = json.loads((run_dir / "run.json").read_text())
+    manifest["folds"][1].update(
+        status="pending", epochs_done=0, best_val_loss=None, best_epoch=None
+    )
+    (run_dir / "run.json").write_text(json.dumps(manifest))
+    (run_dir / "best_mlp_fold_2.pth").unlink()
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--json"]) == 1
+    assert capsys.readouterr().err == (
+        "fold 2: not trained yet (no best_mlp_fold_2.pth); left out of the mean\n"
+    )
 
 
 def test_inspect_our_checkpoints_and_foreign_files(

@@ -1,5 +1,6 @@
 """The app under terminal faults: tiny and resized screens, no colour, the training
-process killed under it, and the app itself killed while a run goes on."""
+process killed under it, the app itself killed while a run goes on, and a run missing a
+fold's checkpoint."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from conftest import ENV, ROOT, tiny_args
 from killrun import assert_same_run, events
 from test_terminal import Tmux
+from test_tui import _select_path
+from textual.widgets import DataTable
 from tui_helpers import SLOW_WRITES, prefill, text_of, wait_for
 
 from engine.cli import build_parser, main
@@ -21,6 +24,8 @@ from engine.config import config_from_args
 from engine.kfold import start_run
 from engine.run import lock_holder
 from tui.app import KfoldApp
+from tui.screens.browser import BrowserScreen
+from tui.screens.eval_result import EvalResultScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.train_form import TrainFormScreen
 from tui.widgets.fold_panel import FoldPanel
@@ -133,5 +138,32 @@ def test_a_resume_that_fails_says_why_on_the_monitor(
             head = text_of(monitor.query_one("#run-head"))
             assert "status interrupted - r resumes" in head
             assert f"✗ {monitor.error}" in head
+
+    asyncio.run(scenario())
+
+
+def test_eval_of_a_run_missing_a_fold_checkpoint_says_so_on_its_result_screen(
+    tiny_data: tuple[Path, Path], tmp_path: Path
+) -> None:
+    save = tmp_path / "save"
+    assert main(["train", *tiny_args(*tiny_data, save, epochs=1)]) == 0
+    (save / "r" / "best_mlp_fold_1.pth").unlink()
+
+    async def scenario() -> None:
+        app = KfoldApp({"model_save_dir": str(save)})
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("b")
+            await wait_for(pilot, lambda: isinstance(app.screen, BrowserScreen))
+            _select_path(app, save / "r")
+            await pilot.press("e")
+            # `kfold eval` exits 1 here; the app still shows what was scored.
+            await wait_for(pilot, lambda: isinstance(app.screen, EvalResultScreen), timeout=120)
+            table = app.screen.query_one(DataTable)
+            await wait_for(pilot, lambda: table.row_count == 3, what="the eval table")
+            names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+            assert names == ["fold 2", "mean", "std"]
+            assert text_of(app.screen.query_one("#eval-missing")) == (
+                "⚠ mean over 1 of 2 folds; left out: fold 1 (best_mlp_fold_1.pth is missing)"
+            )
 
     asyncio.run(scenario())

@@ -121,8 +121,22 @@ def run_json_eval(args: list[str], timeout: float = 3600) -> dict[str, Any]:
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+    if res.returncode == 1:
+        # Exit 1 with JSON on stdout: scored, but folds were left out (listed under
+        # "missing"); the result screen says so. Anything else with exit 1 is a failure.
+        partial = _json_or_none(res.stdout)
+        if partial is not None and partial.get("missing"):
+            return partial
     if res.returncode != 0:
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
         message = lines[-1] if lines else f"eval exited with code {res.returncode}"
         raise RuntimeError(message.removeprefix("kfold: error: "))
     return json.loads(res.stdout)
+
+
+def _json_or_none(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -26,6 +26,19 @@ class EvalResultScreen(ModalScreen[None]):
             yield Label(f"eval {r['model']}: {r['target']}")
             yield Label(f"on {r['data']}")
             yield DataTable(id="eval-table", cursor_type="row")
+            missing = r.get("missing") or []
+            if missing:
+                # One line: the mean above is not the run's CV score.
+                folds = ", ".join(str(g["fold"]) for g in missing)
+                which = f"fold{'s' if len(missing) > 1 else ''} {folds}"
+                more = "; ..." if len(missing) > 1 else ""
+                yield Label(
+                    f"⚠ mean over {len(r['folds'])} of {r['k_folds']} folds; left out: "
+                    f"{which} ({missing[0]['problem']}{more})",
+                    markup=False,  # file names and torch's words, not markup
+                    id="eval-missing",
+                    classes="warning",
+                )
             if r.get("predictions"):
                 yield Label(f"predictions written to {r['predictions']}")
             yield Static("escape closes", classes="hint")
