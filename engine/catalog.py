@@ -36,7 +36,7 @@ class RunEntry:
     path: Path
     name: str
     model: str
-    status: str  # as in run.json, but a "running" run whose process died reads "stale"
+    status: str  # as in run.json, but a "running" run whose process died reads "died"
     folds_done: int
     k_folds: int
     epochs: int
@@ -49,7 +49,7 @@ class RunEntry:
 
     @property
     def resumable(self) -> bool:
-        return self.status in ("interrupted", "stale", "failed")
+        return self.status in ("interrupted", "died", "failed")
 
 
 def read_run_entry(path: Path) -> RunEntry:
@@ -80,7 +80,7 @@ def _entry(path: Path, m: dict[str, Any]) -> RunEntry:
     live = lock_holder(path)
     status = m.get("status", "?")
     if status == "running" and live is None:
-        status = "stale"
+        status = "died"
     keys = ("hidden_size", "num_layers", "nhead", "batch_size", "lr", "epochs", "seed")
     return RunEntry(
         path=path,

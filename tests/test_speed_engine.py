@@ -130,7 +130,7 @@ def test_boundary_files_and_events_keep_their_order(
 def test_a_failed_checkpoint_write_fails_the_run(
     tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full_disk(path: Path, payload: dict[str, Any]) -> None:
+    def full_disk(path: Path, payload: dict[str, Any], **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(ck, "save_checkpoint", full_disk)

@@ -22,7 +22,9 @@ class Tmux:
         exports = " ".join(
             f"{k}={v}"
             for k, v in env.items()
+            # The write delays too: a test that gives them means its run to take a while.
             if k in ("PYTHONPATH", "KFOLD_CACHE_DIR", "OMP_NUM_THREADS")
+            or k.startswith("KFOLD_TEST_WRITE_DELAY")
         )
         self._tmux(
             "new-session",

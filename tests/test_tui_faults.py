@@ -31,7 +31,7 @@ from tui.screens.train_form import TrainFormScreen
 from tui.widgets.fold_panel import FoldPanel
 
 
-def test_training_killed_under_the_app_shows_interrupted_and_resumes(
+def test_training_killed_under_the_app_shows_died_and_resumes(
     tiny_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for key, value in SLOW_WRITES.items():
@@ -60,11 +60,11 @@ def test_training_killed_under_the_app_shows_interrupted_and_resumes(
             os.kill(pid, signal.SIGKILL)
             await wait_for(
                 pilot,
-                lambda: monitor.view.status == "interrupted",
-                what="interrupted after the kill",
+                lambda: monitor.view.status == "died",
+                what="died after the kill",
             )
             panels = [text_of(p) for p in monitor.query(FoldPanel)]
-            assert any(" interrupted " in p for p in panels), panels
+            assert any(" died " in p for p in panels), panels
             assert "r resumes" in text_of(monitor.query_one("#run-head"))
             await pilot.press("r")
             await wait_for(pilot, lambda: monitor.view.status == "finished", what="finished")

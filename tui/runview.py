@@ -177,11 +177,12 @@ class RunView:
         self.log_serial += 1
 
     def mark_process_gone(self) -> None:
-        """The run says running but no process holds it: it was killed (resumable)."""
-        self.status = "interrupted"
+        """The run says running but no process holds it: it was killed (resumable). Named
+        as `kfold ls` and the runs screen name it, not "interrupted" (a stop you asked for)."""
+        self.status = "died"
         for f in self.folds.values():
             if f.status == "running":
-                f.status = "interrupted"
+                f.status = "died"
                 self.changed_folds.add(f.fold)
         self._log(time.time(), "the training process died; r resumes the run")
 

@@ -158,7 +158,7 @@ class MonitorScreen(Screen[None]):
         status = v.status
         if self.live_pid is not None:
             status += f" (pid {self.live_pid})"
-        elif v.status in ("interrupted", "failed"):
+        elif v.status in ("interrupted", "died", "failed"):
             status += " - r resumes"
         parts = [f"{v.name}", f"{v.model}", f"status {status}", f"device {v.device}"]
         if v.device_name and v.device_name != v.device and v.device_name != "cpu":

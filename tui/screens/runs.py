@@ -23,8 +23,6 @@ COLUMNS = ("run", "model", "status", "folds", "CV val loss", "hidden", "layers",
 
 
 def _status_text(r: RunEntry) -> str:
-    if r.status == "stale":
-        return "died (resumable)"
     if r.live_pid is not None:
         return f"{r.status} (live)"
     return r.status + (" (resumable)" if r.resumable else "")

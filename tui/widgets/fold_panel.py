@@ -15,6 +15,7 @@ STATUS_STYLE = {
     "finished": "bold green",
     "early_stopped": "green",
     "interrupted": "bold yellow",
+    "died": "bold red",
     "failed": "bold red",
 }
 
