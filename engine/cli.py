@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.catalog import find_in_save_dir
 from engine.config import TrainConfig, add_train_arguments, config_from_args
-from engine.errors import UserError
+from engine.errors import NothingToDo, UserError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _SAVE_DIR = TrainConfig().model_save_dir
@@ -109,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("interrupted")
         return 130
+    except NothingToDo as exc:
+        print(f"kfold: {exc}", file=sys.stderr)
+        return exc.exit_code
     except UserError as exc:
         _fail(str(exc))
         return exc.exit_code

@@ -55,7 +55,8 @@ class RichProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:  # stopping one never started prints a blank line
+            self.progress.stop()
 
     def on_event(self, e: dict[str, Any]) -> None:
         kind = e["event"]

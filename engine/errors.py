@@ -23,3 +23,9 @@ class CheckpointError(UserError):
 
 class RunError(UserError):
     """The run folder is missing, locked by a live process or does not match the request."""
+
+
+class NothingToDo(UserError):
+    """The request is already fulfilled (e.g. resuming a finished run): said, not an error."""
+
+    exit_code = 0

@@ -19,7 +19,7 @@ from engine.atomic import link_replace, remove_temp_files
 from engine.config import RESUMABLE_CHANGES, TrainConfig, config_differences
 from engine.data import Dataset
 from engine.devices import resolve_device
-from engine.errors import ConfigError, DataError
+from engine.errors import ConfigError, DataError, NothingToDo
 from engine.fit import FoldProgress
 from engine.kfold import (
     RunOutcome,
@@ -57,6 +57,17 @@ def resume_run(
             f"--epochs {cfg.epochs} is below the run's {old.epochs}; it may only rise"
         )
     resolve_device(cfg.device)
+    folds = manifest.get("folds", [])
+    if (
+        cfg.epochs == old.epochs
+        and folds
+        and all(f.get("status") in ("finished", "early_stopped") for f in folds)
+    ):
+        # Nothing is trained or written, not even events: the run stays as it ended.
+        raise NothingToDo(
+            f"nothing to resume: every fold of {folder.name} is finished; `kfold resume "
+            f"{folder.path} --epochs N` (N above {old.epochs}) trains them longer"
+        )
     with RunLock(folder.path):
         # A fold worker of a killed --devices parent may still be finishing its batch.
         wait_for_fold_workers(folder.path, len(manifest["folds"]))

@@ -32,7 +32,9 @@ def test_bad_data_is_one_line_exit_2_and_writes_nothing(
     inputs, labels = write_sequences(tmp_path / "d", n=3)
     save = tmp_path / "save"
     assert main(["train", *tiny_args(inputs, labels, save, k_folds=5)]) == 2
-    err = capsys.readouterr().err.strip()
+    out, err = capsys.readouterr()
+    assert out == ""  # the one line on stderr is all there is
+    err = err.strip()
     assert err.count("\n") == 0
     assert "3 sequences are fewer than --k_folds 5" in err
     assert not save.exists() or not any(save.iterdir())
@@ -88,6 +90,22 @@ def test_resume_refuses_changed_settings_and_data(
     assert "values in the data files changed" in err
     assert f"modified since then: {inputs / 's003.csv'}; restore them" in err
     assert (run_dir / "run.json").read_text() == before
+
+
+def test_resuming_a_finished_run_says_so_and_changes_nothing(
+    tiny_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _train(tiny_data, tmp_path / "s")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(["resume", str(run_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"kfold: nothing to resume: every fold of r is finished; `kfold resume {run_dir} "
+        "--epochs N` (N above 2) trains them longer\n"
+    )
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
 
 
 def test_resume_with_more_epochs_equals_a_longer_run(

@@ -71,3 +71,33 @@ def test_the_view_is_rebuilt_from_the_run_folder(
         )
     assert view.cv_mean == manifest["summary"]["cv_mean"]
     assert any("run finished" in line for line in view.log)
+
+
+def test_elapsed_counts_a_folds_epochs_from_before_a_resume(tmp_path: Path) -> None:
+    view = RunView(tmp_path)
+
+    def ended(epoch: int, seconds: float) -> dict:
+        return {
+            "event": "epoch_ended",
+            "fold": 1,
+            "epoch": epoch,
+            "epochs": 4,
+            "val_loss": 1.0,
+            "best_val_loss": 1.0,
+            "best_epoch": 1,
+            "seconds": seconds,
+        }
+
+    view.apply({"event": "fold_started", "fold": 1, "epochs": 4, "start_epoch": 1, "time": 100.0})
+    view.apply(ended(1, 2.0))
+    view.apply(ended(2, 3.0))
+    view.apply(ended(3, 4.0))  # trained, but not on disk when the process died: replayed
+    view.apply({"event": "run_finished", "status": "interrupted"})
+    fold = view.folds[1]
+    assert fold.elapsed_seconds == 9.0
+    view.apply({"event": "fold_started", "fold": 1, "epochs": 4, "start_epoch": 3, "time": 200.0})
+    assert fold.earlier_seconds == 5.0  # epochs 1 and 2; epoch 3 is trained again
+    view.apply(ended(3, 4.5))
+    view.apply(ended(4, 4.0))
+    view.apply({"event": "fold_finished", "fold": 1, "status": "finished"})
+    assert fold.elapsed_seconds == 13.5

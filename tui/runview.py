@@ -34,6 +34,17 @@ class FoldView:
     elapsed: float = 0.0  # training seconds of the epochs seen since started
     epochs_timed: int = 0
     val_history: dict[int, float] = field(default_factory=dict)
+    epoch_seconds: dict[int, float] = field(default_factory=dict)
+    earlier_seconds: float = 0.0  # training seconds of the epochs before this attempt
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        """Training time of the fold over all its attempts (a resume does not reset it)."""
+        if self.status == "running" and self.started is not None:
+            return self.earlier_seconds + time.time() - self.started
+        if self.epochs_timed:
+            return self.earlier_seconds + self.elapsed
+        return sum(self.epoch_seconds.values()) or None
 
     @property
     def eta_seconds(self) -> float | None:
@@ -119,6 +130,7 @@ class RunView:
             f.status, f.started, f.elapsed, f.epochs_timed = "running", when, 0.0, 0
             f.epochs = int(e.get("epochs", f.epochs))
             f.epoch = int(e.get("start_epoch", 1)) - 1
+            f.earlier_seconds = sum(s for k, s in f.epoch_seconds.items() if k <= f.epoch)
             self.changed_folds.add(f.fold)
             self._log(when, f"fold {f.fold} started at epoch {f.epoch + 1}")
         elif kind == "epoch_ended":
@@ -156,6 +168,7 @@ class RunView:
         f.val_history[f.epoch] = float(e["val_loss"])
         self.dirty_cells.add((f.fold, f.epoch))
         f.elapsed += float(e.get("seconds", 0.0))
+        f.epoch_seconds[f.epoch] = float(e.get("seconds", 0.0))
         f.epochs_timed += 1
         if e.get("gpu_memory_bytes") is not None:
             self.gpu_memory_bytes = int(e["gpu_memory_bytes"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual.widgets import Static
 
@@ -44,13 +42,9 @@ class FoldPanel(Static):
         best = fmt_loss(f.best_val_loss)
         if f.best_epoch:
             best += f" @{f.best_epoch}"
-        if f.status == "running" and f.started is not None:
-            elapsed = time.time() - f.started
-        else:
-            elapsed = f.elapsed if f.epochs_timed else None
         line2 = (
             f"  train {fmt_loss(f.train_loss)}  val {fmt_loss(f.val_loss)}  best {best}"
-            f"  elapsed {fmt_duration(elapsed)}  eta {fmt_duration(f.eta_seconds)}"
+            f"  elapsed {fmt_duration(f.elapsed_seconds)}  eta {fmt_duration(f.eta_seconds)}"
         )
         head.append("\n" + line2)
         self.update(head)
