@@ -75,7 +75,8 @@ def test_resume_refuses_changed_settings_and_data(
     inputs, labels = tiny_data
     shutil.copy(inputs / "s000.csv", inputs / "zz.csv")
     shutil.copy(labels / "s000.csv", labels / "zz.csv")
-    assert main(["resume", str(run_dir)]) == 2
+    # --epochs 3: the run is finished, and only a resume that trains looks at the data.
+    assert main(["resume", str(run_dir), "--epochs", "3"]) == 2
     assert "1 added (zz)" in capsys.readouterr().err
     (inputs / "zz.csv").unlink()
     (labels / "zz.csv").unlink()
@@ -85,7 +86,7 @@ def test_resume_refuses_changed_settings_and_data(
     created = datetime.strptime(json.loads(before)["created"], "%Y-%m-%dT%H:%M:%S%z")
     later = created.timestamp() + 10  # written after the start, whatever this clock says
     os.utime(inputs / "s003.csv", (later, later))
-    assert main(["resume", str(run_dir)]) == 2
+    assert main(["resume", str(run_dir), "--epochs", "3"]) == 2
     err = capsys.readouterr().err
     assert "values in the data files changed" in err
     assert f"modified since then: {inputs / 's003.csv'}; restore them" in err

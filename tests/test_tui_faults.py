@@ -63,8 +63,10 @@ def test_training_killed_under_the_app_shows_died_and_resumes(
                 lambda: monitor.view.status == "died",
                 what="died after the kill",
             )
+            # A fold that was running reads "died"; none may still claim to be running
+            # (the kill can also land between two folds).
             panels = [text_of(p) for p in monitor.query(FoldPanel)]
-            assert any(" died " in p for p in panels), panels
+            assert not any(" running " in p for p in panels), panels
             assert "r resumes" in text_of(monitor.query_one("#run-head"))
             await pilot.press("r")
             await wait_for(pilot, lambda: monitor.view.status == "finished", what="finished")
