@@ -58,3 +58,19 @@ def prefill(tiny_data: tuple[Path, Path], save: Path, **extra: Any) -> dict[str,
         "run": "r",
         **extra,
     }
+
+
+def footer_keys(app: Any) -> list[str]:
+    """The footer entries ("esc Back") that show whole on the bottom row: one cut by the
+    screen's edge, or hidden under the docked command-palette key, is left out."""
+    width, height = app.size
+    cells: dict[Any, int] = {}
+    for x in range(width):
+        widget, _ = app.screen.get_widget_at(x, height - 1)
+        if type(widget).__name__ == "FooterKey":
+            cells[widget] = cells.get(widget, 0) + 1
+    return [
+        " ".join(str(key.render()).split())
+        for key, seen in cells.items()
+        if seen >= key.render().cell_len
+    ]

@@ -24,7 +24,9 @@ A field that is wrong says why beside it; start is refused until nothing is wron
 
 **Checkpoints**: arrows move · `r` resume the run · `e` evaluate each fold on its own
 held-out fold · `o` evaluate on other data (every fold and the ensemble) ·
-`p` export predictions · `d` delete (asks first) · `escape` back
+`p` export predictions · `d` delete (asks first) · `f5` reload now · `escape` back.
+The tree follows the save folder by itself (every 2 s): new runs and files appear,
+removed ones go.
 
 Training runs as its own `kfold train` process in its own session: quitting the app or
 losing the SSH connection does not stop it. Open the app again to attach.
