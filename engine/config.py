@@ -151,6 +151,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, *, suppress: bool = Fal
     def add(*flags: str, **kw: object) -> None:
         if suppress:
             kw["default"] = argparse.SUPPRESS
+        elif kw.get("default") not in (None, "") and kw.get("default") is not False:
+            # `kfold train --help` shows every default, as the seed script's users expect.
+            kw["help"] = f"{kw.get('help') or ''} (default: {kw['default']})".strip()
         parser.add_argument(*flags, **kw)  # type: ignore[arg-type]
 
     add("--model", type=str, choices=MODELS, default=d.model)

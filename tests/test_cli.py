@@ -365,3 +365,11 @@ def test_engine_source_never_imports_the_app_and_only_its_cli_uses_rich() -> Non
         assert not ui.search(text), f"{path.name} imports the UI"
         if not path.name.startswith("cli"):
             assert not rich.search(text), f"{path.name} imports rich outside the CLI"
+
+
+def test_train_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("--lr LR (default: 0.001)", "(default: ./model_checkpoints)", "(default: 0)"):
+        assert shown in text

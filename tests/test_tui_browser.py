@@ -19,6 +19,7 @@ from tui_helpers import footer_keys, text_of, wait_for
 from engine.cli import main
 from tui.app import KfoldApp
 from tui.screens.browser import BrowserScreen
+from tui.screens.monitor import MonitorScreen
 
 
 @pytest.fixture
@@ -191,6 +192,13 @@ def test_footer_shows_back_help_and_quit_at_80_columns(save: Path) -> None:
             await pilot.pause(0.3)
             shown = footer_keys(app)
             for entry in ("e Eval", "d Delete", "esc Back", "? Help", "q Quit"):
+                assert entry in shown, shown
+            app.pop_screen()
+            app.open_monitor(save / "r")  # the other screen with many keys
+            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen))
+            await pilot.pause(0.3)
+            shown = footer_keys(app)
+            for entry in ("s Stop", "r Resume", "esc Back", "? Help", "q Quit"):
                 assert entry in shown, shown
 
     asyncio.run(scenario())

@@ -72,7 +72,8 @@ def spawn(args: list[str], run_dir: Path) -> EngineProcess:
     log_dir = run_dir.parent / LOG_DIR
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{run_dir.name}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
+    # Wide enough that the log's summary table keeps each row on one line.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "160"}
     with open(log_path, "ab") as log:
         start = log.tell()
         popen = subprocess.Popen(

@@ -71,7 +71,8 @@ class MonitorScreen(Screen[None]):
                 yield LossChart(id="loss-chart")
             with TabPane("Log", id="log"):
                 yield Log(id="run-log", max_lines=2000)
-        yield Footer()
+        # No palette key in the footer: its keys then fit 80 columns (ctrl+p still works).
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         self.view.load_manifest()
