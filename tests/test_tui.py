@@ -12,7 +12,7 @@ from typing import Any
 from conftest import ENV, tiny_args
 from killrun import assert_same_run, events
 from textual.widgets import DataTable, Input, Select, Tree
-from tui_helpers import SLOW_WRITES, prefill, text_of, wait_for
+from tui_helpers import SLOW_WRITES, prefill, start_from_form, text_of, wait_for
 
 from engine.cli import main
 from tui.app import KfoldApp
@@ -142,13 +142,7 @@ def test_stop_midway_then_resume_from_the_app_matches_an_uninterrupted_run(
     async def scenario() -> None:
         app = KfoldApp(prefill(tiny_data, tmp_path / "save", epochs=4, model="gru"))
         async with app.run_test(size=(100, 30)) as pilot:
-            form = app.screen
-            assert isinstance(form, TrainFormScreen)
-            await wait_for(pilot, lambda: form.dataset_sequences == 8)
-            await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen))
-            monitor = app.screen
-            assert isinstance(monitor, MonitorScreen)
+            monitor = await start_from_form(pilot, app)
             await wait_for(
                 pilot,
                 lambda: monitor.view.folds.get(1) is not None and monitor.view.folds[1].epoch >= 2,

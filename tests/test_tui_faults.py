@@ -17,7 +17,7 @@ from killrun import assert_same_run, events
 from test_terminal import Tmux
 from test_tui import _select_path
 from textual.widgets import DataTable
-from tui_helpers import SLOW_WRITES, prefill, text_of, wait_for
+from tui_helpers import SLOW_WRITES, prefill, start_from_form, text_of, wait_for
 
 from engine.cli import build_parser, main
 from engine.config import config_from_args
@@ -27,7 +27,6 @@ from tui.app import KfoldApp
 from tui.screens.browser import BrowserScreen
 from tui.screens.eval_result import EvalResultScreen
 from tui.screens.monitor import MonitorScreen
-from tui.screens.train_form import TrainFormScreen
 from tui.widgets.fold_panel import FoldPanel
 
 
@@ -41,13 +40,7 @@ def test_training_killed_under_the_app_shows_died_and_resumes(
     async def scenario() -> None:
         app = KfoldApp(prefill(tiny_data, tmp_path / "save", epochs=6, model="lstm"))
         async with app.run_test(size=(60, 20)) as pilot:  # small, and resized below
-            form = app.screen
-            assert isinstance(form, TrainFormScreen)
-            await wait_for(pilot, lambda: form.dataset_sequences == 8)
-            await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen))
-            monitor = app.screen
-            assert isinstance(monitor, MonitorScreen)
+            monitor = await start_from_form(pilot, app)
             await wait_for(
                 pilot,
                 lambda: 1 in monitor.view.folds and monitor.view.folds[1].epoch >= 1,

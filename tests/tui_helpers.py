@@ -74,3 +74,17 @@ def footer_keys(app: Any) -> list[str]:
         for key, seen in cells.items()
         if seen >= key.render().cell_len
     ]
+
+
+async def start_from_form(pilot: Pilot[object], app: Any) -> Any:
+    """On the pre-filled train form: wait for the dataset check, ctrl+s, and return the
+    monitor screen the app opens on the new run."""
+    from tui.screens.monitor import MonitorScreen
+    from tui.screens.train_form import TrainFormScreen
+
+    form = app.screen
+    assert isinstance(form, TrainFormScreen)
+    await wait_for(pilot, lambda: form.dataset_sequences == 8, what="dataset summary")
+    await pilot.press("ctrl+s")
+    await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="the monitor")
+    return app.screen
