@@ -129,12 +129,12 @@ class MonitorScreen(Screen[None]):
     def _report_failure(self) -> None:
         """Once, when a process this screen started (train or resume) ends in error: the
         reason on the head line and as a notice, and the status back to the run folder's."""
-        if self.proc is None or self.proc is self._reported:
+        if self.proc is None or self.proc is self._reported or self.proc.exit_code() is None:
             return
+        self._reported = self.proc  # its log is read once, not on every tick after it ends
         message = self.proc.failure()
         if message is None:
             return
-        self._reported = self.proc
         self.error = message
         if self.view.status == "resuming":
             self.view.status = self._status_before_resume  # the run is as it was
